@@ -7,6 +7,7 @@ interfaces, so one argument (`backend=`) picks where programs run.
 from __future__ import annotations
 
 import errno
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,18 +31,19 @@ class RunResult:
     insns: int = 0  # instructions executed (VM only; 0 when unknown)
 
 
-class Program:
+class Program(ABC):
     """A loaded program. Back ends implement `run`."""
 
     name: str
     section: str
     backend: str
 
+    @abstractmethod
     def run(self, ctx: bytes = b"", repeat: int = 1, data: bytes = b"") -> RunResult:
-        raise NotImplementedError
+        """Run once (or `repeat` times) and report."""
 
 
-class Map:
+class Map(ABC):
     """A live map. Keys and values are bytes, or ints packed to the map's key/value size."""
 
     name: str
@@ -52,17 +54,21 @@ class Map:
     backend: str
 
     # -- primitives a back end supplies (bytes in, bytes out; None when absent) --
+    @abstractmethod
     def _lookup(self, key: bytes) -> bytes | None:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _update(self, key: bytes, value: bytes, flags: int) -> None:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _delete(self, key: bytes) -> bool:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _keys(self) -> Iterator[bytes]:
-        raise NotImplementedError
+        """Back-end primitive."""
 
     # -- the user-facing API --
     def _pack(self, v: Any, size: int, what: str) -> bytes:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ArenaError
@@ -17,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..btf import BTF
 
 
-class Arena:
+class Arena(ABC):
     """A BPF arena: up to 4 GiB of sparse memory shared by BPF programs and user space."""
 
     backend: str = "?"
@@ -212,29 +213,37 @@ class Arena:
         return f"<{type(self).__name__} {self._max_pages} pages at {state} flags=0x{self._flags:x}>"
 
     # --- primitives each back end supplies ----------------------------------------------------
+    @abstractmethod
     def _read(self, off: int, n: int) -> bytes:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _write(self, off: int, data: bytes) -> None:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _buffer(self) -> memoryview:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _alloc_pages(self, count: int, addr: int | None, node: int) -> int:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _free_pages(self, addr: int, count: int) -> None:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _reserve_pages(self, addr: int, count: int) -> int:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _resident_pages(self) -> int:
-        raise NotImplementedError
+        """Back-end primitive."""
 
+    @abstractmethod
     def _close(self) -> None:
-        raise NotImplementedError
+        """Back-end primitive."""
 
     @classmethod
     def open(cls, *, map_id: int | None = None, pinned: str | None = None,

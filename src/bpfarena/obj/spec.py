@@ -7,7 +7,7 @@ when a back end loads the spec. Instruction indices count 8-byte slots (an ld_im
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..isa import Instruction
 
 
-class RelocKind(str, Enum):
+class RelocKind(StrEnum):
     MAP = "map"  # ld_imm64 of a map's fd (BPF_PSEUDO_MAP_FD, src 1); target = map name
     MAP_VALUE = "map_value"  # ld_imm64 into a global-data map's value (src 2); target = map name
     ARENA = "arena"  # ld_imm64 of an arena global; target = arena map name, offset in the image
