@@ -16,11 +16,13 @@ def _cmd_cc(a: argparse.Namespace) -> int:
 
 
 def _cmd_features(a: argparse.Namespace) -> int:
-    from .kernel.features import features
+    from .kernel.features import features, why
     feats = features()
     width = max(len(k) for k in feats)
     for k, v in feats.items():
-        print(f"{k:<{width}}  {'yes' if v is True else 'no' if v is False else v}")
+        reason = why(k) if v is False else None
+        text = "yes" if v is True else "no" if v is False else v
+        print(f"{k:<{width}}  {text}" + (f"  ({reason})" if reason else ""))
     return 0
 
 

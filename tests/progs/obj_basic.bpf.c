@@ -113,5 +113,7 @@ int prog_loop(void *ctx)
 SEC("fentry.s/do_nanosleep")
 int prog_core(struct task_struct *t)
 {
-	return t->tgid;
+	/* CO-RE: byte offset (kind 0), field size (kind 1) and field existence (kind 2) */
+	return t->tgid + __builtin_preserve_field_info(t->pid, 1) * 100 +
+	       __builtin_preserve_field_info(t->pid, 2) * 1000;
 }

@@ -78,6 +78,8 @@ class ProgramSpec:
     license: str = "GPL"
     # FUNC type id of the entry function in the object's BTF, when present
     btf_func_id: int | None = None
+    # BPF_PROG_LOAD prog_flags the section name implies (e.g. BPF_F_XDP_HAS_FRAGS for xdp.frags)
+    prog_flags: int = 0
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,8 @@ class ObjectSpec:
 
     programs: dict[str, ProgramSpec] = field(default_factory=dict)
     maps: dict[str, MapSpec] = field(default_factory=dict)
-    btf: BTF | None = None
+    # the parsed BTF is mutable and lazily decoded, so equality goes by `btf_raw` instead
+    btf: BTF | None = field(default=None, compare=False, repr=False)
     license: str = "GPL"
     kernel_version: int = 0
     # arena globals (.addr_space.1): the image as compiled, and its variables by name
@@ -138,6 +141,13 @@ class ObjectSpec:
     # __ksym externs: name -> {"kind": "func"|"var", "weak": bool, "btf_id": local BTF id}
     externs: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str | None = None
+    # raw .BTF / .BTF.ext bytes as in the file (what the kernel loader hands to BPF_BTF_LOAD after
+    # libbpf-style DATASEC fixups), and the facts those fixups need: section sizes by name and
+    # defined symbols' values (offsets in their sections) by name
+    btf_raw: bytes = field(default=b"", repr=False)
+    btf_ext_raw: bytes = field(default=b"", repr=False)
+    section_sizes: dict[str, int] = field(default_factory=dict, repr=False)
+    symbol_values: dict[str, int] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_file(cls, path: str) -> ObjectSpec:

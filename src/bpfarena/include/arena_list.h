@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * arena_list.h: an hlist-style doubly linked list whose nodes and heads live in the arena.
+ *
+ * Layout (Python's bpfarena.ds.ArenaList reads and writes the same bytes):
+ *   struct arena_list_node { u64 next; u64 pprev; }   16 bytes
+ *   struct arena_list_head { u64 first; }              8 bytes
+ * `next` and `first` hold the user-form address of the next *node* (not of the containing object),
+ * 0 at the end. `pprev` holds the user-form address of the pointer that points at this node (the
+ * previous node's `next`, or the head's `first`). Embed a node in your object and get back to the
+ * object with arena_container_of / arena_list_entry.
+ *
+ * The head must be in the arena too (an arena global or arena memory), since `pprev` points at it.
+ */
+#ifndef BPFARENA_ARENA_LIST_H
+#define BPFARENA_ARENA_LIST_H
+
+#include "bpfarena.h"
+
+#if defined(__bpf__) && (!defined(__BPF_FEATURE_ADDR_SPACE_CAST) || defined(BPFARENA_FORCE_ASM))
+#error "arena_list.h needs clang's __arena address space (clang >= 19, no BPFARENA_FORCE_ASM)"
+#endif
+
+struct arena_list_node;
+typedef struct arena_list_node __arena arena_list_node_t;
+
+struct arena_list_node {
+	arena_list_node_t *next;
+	arena_list_node_t * __arena *pprev;
+};
+
+struct arena_list_head {
+	arena_list_node_t *first;
+};
+typedef struct arena_list_head __arena arena_list_head_t;
+
+#define arena_list_entry(ptr, type, member) arena_container_of(ptr, type, member)
+/* like arena_list_entry, but NULL stays NULL */
+#define arena_list_entry_safe(ptr, type, member)                                           \
+	({                                                                                 \
+		arena_list_node_t *___p = (ptr);                                           \
+		___p ? arena_list_entry(___p, type, member) : (type __arena *)0;           \
+	})
+
+static inline bool arena_list_empty(arena_list_head_t *h)
+{
+	return !h->first;
+}
+
+static inline void arena_list_init_head(arena_list_head_t *h)
+{
+	h->first = NULL;
+}
+
+/* insert n at the front of h */
+static inline void arena_list_add_head(arena_list_node_t *n, arena_list_head_t *h)
+{
+	arena_list_node_t *first = h->first;
+
+	n->next = first;
+	if (first)
+		first->pprev = &n->next;
+	n->pprev = &h->first;
+	h->first = n;
+}
+
+/* unlink n; its next/pprev become 0 (a deleted node looks like a fresh one) */
+static inline void arena_list_del(arena_list_node_t *n)
+{
+	arena_list_node_t *next = n->next;
+	arena_list_node_t * __arena *pprev = n->pprev;
+
+	if (pprev)
+		*pprev = next;
+	if (next)
+		next->pprev = pprev;
+	/* volatile: two adjacent zero stores would otherwise merge into a memset, which clang 19
+	 * emits on the uncast (user-form) pointer */
+	*(arena_list_node_t * volatile __arena *)&n->next = NULL;
+	*(arena_list_node_t * __arena * volatile __arena *)&n->pprev = NULL;
+}
+
+/*
+ * for (pos over every object of type typeof(*pos) linked through `member` from head), at most
+ * `max` steps. The bound keeps the verifier happy (it unrolls the loop, so keep it modest: a few
+ * thousand at most); walk long lists with bpf_loop and arena_list_next() instead.
+ */
+#define arena_list_for_each_entry_bounded(pos, head, member, max)                          \
+	for (int ___i = ((pos) = arena_list_entry_safe((head)->first, typeof(*(pos)), member), 0); \
+	     (pos) && ___i < (max);                                                        \
+	     (pos) = arena_list_entry_safe((pos)->member.next, typeof(*(pos)), member), ___i++)
+
+#ifndef ARENA_LIST_MAX_WALK
+#define ARENA_LIST_MAX_WALK 1024
+#endif
+#define arena_list_for_each_entry(pos, head, member)                                       \
+	arena_list_for_each_entry_bounded(pos, head, member, ARENA_LIST_MAX_WALK)
+
+/* one step of a walk, for bpf_loop callbacks */
+static inline arena_list_node_t *arena_list_next(arena_list_node_t *n)
+{
+	return n ? n->next : NULL;
+}
+
+#endif /* BPFARENA_ARENA_LIST_H */

@@ -1,0 +1,398 @@
+"""The kernel back end's loader: ObjectSpec -> live Collection (BTF, maps, arena, programs).
+
+Order matters and mirrors libbpf: the object's BTF is fixed up and loaded first (maps and programs
+refer to it), then maps are created (data maps get their initial value, `.rodata` is frozen), then
+the arena is created and mapped and its globals image copied in, then each program's instructions
+are patched (maps, globals, arena, kfuncs, __ksym, CO-RE) and loaded with the verifier log captured.
+Everything created is closed again if any step fails.
+
+Arena globals placement: `arena_placement="start"` (the default) puts `.addr_space.1` at offset 0
+of the arena, as libbpf up to 1.6 does and as libbpf 1.7 still does on kernels (like 6.18) whose
+verifier refuses ld_imm64 map-value offsets past 512 MiB. `"end"` puts them in the last pages, as
+libbpf 1.7 does where the kernel allows it (it keeps page 0, whose low 32 bits may be 0, free of
+objects); it is accepted only when `arena_globals_at_end()` says the kernel allows it. `"auto"` takes
+the end where possible and the start elsewhere, like libbpf 1.7.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from functools import lru_cache
+from typing import Any
+
+from .._sys import loadcmds as bpf
+from ..arena.layout import PAGE_SIZE
+from ..collection import Collection, GlobalVariables
+from ..errors import BPFError, NotSupportedError, ObjectError, SyscallError
+from ..obj.spec import MapSpec, ObjectSpec, ProgramSpec
+from . import btfload
+from .maps import KernelMap
+from .programs import BPF_F_SLEEPABLE, PROG_LSM, PROG_TRACING, KernelProgram, load_program
+from .relocate import Insns, apply_relocations, encode_insns, patch_core, resize_load
+
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_NUMA_NODE = 1 << 2
+MAP_ARRAY = 2
+# expected_attach_type -> how the vmlinux BTF target is named (for attach_btf_id)
+_ATTACH_PREFIX = {23: ("typedef", "btf_trace_"), 24: ("func", ""), 25: ("func", ""),
+                  26: ("func", ""), 27: ("func", "bpf_lsm_"), 28: ("func", "bpf_iter_")}
+
+
+def load_collection(spec: ObjectSpec, *, log_level: int = 0, log_size: int = 1 << 20,
+                    arena_placement: str = "start", user_vm_start: int | None = None,
+                    **_ignored: Any) -> Collection:
+    """Load `spec` into the kernel. See the module docstring for arena placement.
+
+    `log_level` > 0 keeps the verifier log of every program (`program.log`); a refused program
+    is always reloaded with a log for its VerifierError. `user_vm_start` puts the arena at that
+    address (as map_extra does) when the object does not fix one itself. Options meant for
+    other back ends are ignored, so one call works for all of them.
+    """
+    if arena_placement not in ("start", "end", "auto"):
+        raise ValueError(f"arena_placement must be 'start', 'end' or 'auto', "
+                         f"not {arena_placement!r}")
+    coll = Collection(backend="kernel", btf=spec.btf, spec=spec,
+                      globals=GlobalVariables(spec.btf))
+    try:
+        _load(spec, coll, log_level, log_size, arena_placement, user_vm_start)
+    except BaseException:
+        coll.close()
+        raise
+    return coll
+
+
+def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
+          placement: str, user_vm_start: int | None) -> None:
+    closers = coll._closers
+    raw = _fixed_btf(spec)
+    # .BTF.ext line info names strings by content: make sure each is in the string table
+    line_blobs = {name: _line_info(raw, p) for name, p in spec.programs.items()} if raw else {}
+    btf_fd = 0
+    if raw is not None:
+        btf_fd = _load_btf(raw.to_bytes(), spec)
+        closers.append(lambda fd=btf_fd: bpf.close(fd))
+
+    fds: dict[str, int] = {}
+    for name, ms in spec.maps.items():
+        if ms.is_arena:
+            continue
+        dsec = raw.find(btfload.K_DATASEC, ms.section) if raw is not None and ms.is_data else 0
+        m = _create_map(ms, btf_fd, dsec or 0)
+        closers.append(m.close)
+        coll.maps[name] = m
+        fds[name] = m.fd
+        for vname, v in ms.variables.items():
+            if vname not in coll.globals:
+                coll.globals._add(vname, m, v.offset, v.size, v.type_id)
+
+    data_off = 0
+    if spec.arena is not None:
+        arena, afd = _create_arena(spec.arena, user_vm_start)
+        closers.append(arena.close)
+        coll.arena = arena
+        coll.maps[spec.arena.name] = _arena_map_view(arena, spec.arena, afd)
+        fds[spec.arena.name] = afd
+        data_off = _place_globals(spec, arena, placement)
+
+    externs = list(spec.externs)
+    for name, ps in spec.programs.items():
+        insns = Insns(encode_insns(ps.insns))
+        apply_relocations(insns, ps.relocations, map_fd=lambda t, n=name: _fd(fds, t, n),
+                          arena_data_off=data_off, kfunc_id=_kfunc_id, ksym_id=_ksym_id,
+                          extern_index=lambda t: externs.index(t) if t in externs else 0,
+                          program=name)
+        if ps.core_relos:
+            _apply_core(spec, ps, insns)
+        fd, log = _load_prog(ps, bytes(insns.raw), btf_fd, line_blobs.get(name, b""), log_level,
+                             log_size)
+        p = KernelProgram(fd, name, ps.section, ps.prog_type, log)
+        closers.append(p.close)
+        coll.programs[name] = p
+
+
+# --- BTF -----------------------------------------------------------------------------------------
+def _raw_btf_bytes(spec: ObjectSpec) -> bytes | None:
+    """The exact .BTF bytes clang wrote (type ids must stay put)."""
+    if spec.btf_raw:
+        return bytes(spec.btf_raw)
+    if spec.btf is None:
+        return None
+    return bytes(spec.btf.to_bytes())
+
+
+def _fixed_btf(spec: ObjectSpec) -> btfload.RawBTF | None:
+    data = _raw_btf_bytes(spec)
+    if data is None:
+        return None
+    raw = btfload.RawBTF(data)
+    sections: dict[str, tuple[int, dict[str, int]]] = {}
+    for ms in spec.maps.values():
+        if ms.is_data:
+            sections[ms.section] = (len(ms.data or b""),
+                                    {n: v.offset for n, v in ms.variables.items()})
+    if spec.arena_vars or spec.arena_image:
+        sections[".addr_space.1"] = (len(spec.arena_image),
+                                     {n: v.offset for n, v in spec.arena_vars.items()})
+    for sec, size in spec.section_sizes.items():
+        known = sections.get(sec, (size, {}))
+        sections[sec] = (known[0], {**spec.symbol_values, **known[1]})
+    btfload.fixup(raw, sections)
+    return raw
+
+
+def _load_btf(data: bytes, spec: ObjectSpec) -> int:
+    try:
+        fd, _ = bpf.btf_load(data)
+        return fd
+    except bpf.BpfError as first:
+        if first.errno == errno.EPERM:
+            raise NotSupportedError("BPF_BTF_LOAD", "permission denied: needs CAP_BPF",
+                                    errno=first.errno) from None
+    try:
+        bpf.btf_load(data, log_level=1, log_size=1 << 22)
+    except bpf.BpfError as e:
+        log = getattr(e, "log", "")
+        err = ObjectError(f"the kernel rejected the object's BTF "
+                          f"({errno.errorcode.get(e.errno, e.errno)}):\n"
+                          + "\n".join(log.strip().splitlines()[-15:]), section=".BTF",
+                          path=spec.path)
+        err.log = log
+        err.errno = e.errno
+        raise err from None
+    raise ObjectError("the kernel rejected the object's BTF without a log, then accepted it",
+                      section=".BTF", path=spec.path)
+
+
+def _line_info(raw: btfload.RawBTF, ps: ProgramSpec) -> bytes:
+    out, last = bytearray(), -1
+    for li in sorted(ps.line_info, key=lambda x: x.insn_index):
+        if li.insn_index == last:
+            continue
+        last = li.insn_index
+        out += (li.insn_index.to_bytes(4, "little") + _str_off(raw, li.file).to_bytes(4, "little")
+                + _str_off(raw, li.line).to_bytes(4, "little")
+                + ((li.line_num << 10) | (li.column & 0x3FF)).to_bytes(4, "little"))
+    return bytes(out)
+
+
+def _str_off(raw: btfload.RawBTF, s: str) -> int:
+    if not s:
+        return 0
+    key = s.encode() + b"\0"
+    pos = raw.strings.find(key)
+    while pos > 0 and raw.strings[pos - 1] != 0:  # a suffix is fine, but prefer a whole string
+        nxt = raw.strings.find(key, pos + 1)
+        if nxt < 0:
+            break
+        pos = nxt
+    return pos if pos >= 0 else raw.add_string(s)
+
+
+# --- maps ----------------------------------------------------------------------------------------
+_NAME_OK = re.compile(r"[^A-Za-z0-9_.]")
+
+
+def kernel_map_name(name: str) -> str:
+    """What the kernel accepts as a map/program name: 15 chars of [A-Za-z0-9_.]."""
+    return _NAME_OK.sub("_", name)[:15]
+
+
+def _create_map(ms: MapSpec, btf_fd: int, datasec_id: int = 0) -> KernelMap:
+    """MAP_CREATE one map; a global-data map is a one-element ARRAY whose BTF value type is its
+    DATASEC (as libbpf does: the verifier then knows e.g. where a bpf_spin_lock sits)."""
+    flags, mtype = ms.flags, ms.type
+    key_size, value_size, max_entries = ms.key_size, ms.value_size, ms.max_entries
+    key_id, value_id = ms.key_type_id, ms.value_type_id
+    if ms.is_data:
+        mtype, key_size, max_entries = MAP_ARRAY, 4, 1
+        value_size = len(ms.data or b"")
+        if value_size == 0:
+            raise ObjectError("global-data section is empty", section=ms.section)
+        if ms.readonly:
+            flags |= BPF_F_RDONLY_PROG
+        key_id, value_id = 0, datasec_id
+    inner_fd = 0
+    try:
+        if ms.inner is not None:
+            inner_fd = _create_map(ms.inner, btf_fd).fd
+        kw = dict(flags=flags, name=kernel_map_name(ms.name), map_extra=ms.map_extra,
+                  numa_node=ms.numa_node if flags & BPF_F_NUMA_NODE else 0,
+                  inner_map_fd=inner_fd)
+        try:
+            fd = bpf.map_create(mtype, key_size, value_size, max_entries,
+                                btf_fd=btf_fd if (key_id or value_id) else 0,
+                                key_type_id=key_id, value_type_id=value_id, **kw)
+        except bpf.BpfError as e:
+            if not (btf_fd and (key_id or value_id)) or e.errno not in (errno.EINVAL,
+                                                                        errno.ENOTSUP):
+                raise
+            # the kernel could not use the BTF types for this map: create it without them
+            fd = bpf.map_create(mtype, key_size, value_size, max_entries, **kw)
+    except bpf.BpfError as e:
+        if e.errno == errno.EPERM:
+            raise NotSupportedError(f"creating map {ms.name!r}", "permission denied: needs "
+                                    "CAP_BPF", errno=e.errno) from None
+        raise SyscallError(f"creating map {ms.name!r} (type {mtype}, key {key_size}, value "
+                           f"{value_size}, max_entries {max_entries}, flags 0x{flags:x})",
+                           e.errno) from None
+    finally:
+        if inner_fd:
+            bpf.close(inner_fd)
+    m = KernelMap(fd, ms.name, mtype, key_size, value_size, max_entries, flags)
+    if ms.is_data:
+        try:
+            m.update(0, (ms.data or b"").ljust(value_size, b"\0"))
+            if ms.readonly:
+                bpf.map_freeze(fd)
+        except (BPFError, bpf.BpfError) as e:
+            m.close()
+            raise SyscallError(f"initialising global-data map {ms.name!r}",
+                               getattr(e, "errno", None)) from None
+    return m
+
+
+def _fd(fds: dict[str, int], target: str, program: str) -> int:
+    try:
+        return fds[target]
+    except KeyError:
+        raise ObjectError(f"program {program!r} refers to map {target!r}, which the object "
+                          f"does not define", symbol=target) from None
+
+
+# --- arena ---------------------------------------------------------------------------------------
+def _create_arena(ms: MapSpec, user_vm_start: int | None = None) -> tuple[Any, int]:
+    """Create and map the object's arena through KernelArena (which owns fd and mapping)."""
+    from .arena import KernelArena
+    arena = KernelArena(pages=ms.max_entries, user_vm_start=ms.map_extra or user_vm_start or None,
+                        flags=ms.flags, name=kernel_map_name(ms.name))
+    return arena, arena.fd
+
+
+def _arena_map_view(arena: Any, ms: MapSpec, fd: int) -> KernelMap:
+    """The arena as a map entry (for `obj.maps[name]`); its fd stays owned by the arena."""
+    m = KernelMap(fd, ms.name, ms.type, 0, 0, ms.max_entries, ms.flags)
+    m.close = lambda: None  # type: ignore[method-assign]
+    return m
+
+
+@lru_cache(maxsize=1)
+def arena_globals_at_end() -> bool:
+    """Whether this kernel accepts ld_imm64 map-value offsets past 512 MiB (what libbpf 1.7
+    probes before putting arena globals at the end): load `r1 = map_value(array, 1 << 30)` and see
+    whether the verifier objects to the offset itself."""
+    try:
+        from .features import probe
+        return bool(probe("arena_globals_at_end"))
+    except Exception:
+        pass
+    try:
+        mfd = bpf.map_create(MAP_ARRAY, 4, 8, 1)
+    except bpf.BpfError:
+        return False
+    try:
+        ins = Insns(bytes(24))
+        ins.set(0, code=0x18, dst=1, src=2, imm=mfd)
+        ins.set(1, imm=1 << 30)
+        ins.set(2, code=0x95)
+        # r1 is unused: a program that only exits needs r0 set; make it `r0 = 0; exit`
+        prog = bytes(ins.raw[:16]) + bytes([0xB7, 0, 0, 0, 0, 0, 0, 0]) + bytes(ins.raw[16:])
+        try:
+            fd, _ = bpf.prog_load(1, prog, "GPL", log_level=1, log_size=1 << 16)
+            bpf.close(fd)
+            return True
+        except bpf.BpfError as e:
+            return "direct value offset" not in getattr(e, "log", "")
+    finally:
+        bpf.close(mfd)
+
+
+def _place_globals(spec: ObjectSpec, arena: Any, placement: str) -> int:
+    image = spec.arena_image
+    need = (len(image) + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
+    if need > arena.size:
+        raise ObjectError(f"arena globals ({len(image)} bytes) do not fit in the arena "
+                          f"({arena.max_pages} pages)", section=".addr_space.1")
+    at_end = placement == "end" or (placement == "auto" and arena_globals_at_end())
+    if placement == "end" and not arena_globals_at_end():
+        raise NotSupportedError("arena globals at the end of the arena",
+                                "this kernel refuses ld_imm64 offsets past 512 MiB",
+                                min_kernel="7.0")
+    off = arena.size - need if at_end and need else 0
+    if image:
+        arena.write(arena.user_vm_start + off, image)
+    from ..arena.base import ArenaGlobals
+    arena._btf = spec.btf
+    arena._globals = ArenaGlobals(
+        arena, {n: (v.offset + off, v.size, v.type_id) for n, v in spec.arena_vars.items()},
+        spec.btf)
+    arena.globals_offset = off
+    return off
+
+
+# --- kfuncs, ksyms, CO-RE ------------------------------------------------------------------------
+def _kfunc_id(name: str) -> int | None:
+    return btfload.vmlinux_index().get((btfload.K_FUNC, name))
+
+
+def _ksym_id(name: str) -> int | None:
+    return btfload.vmlinux_index().get((btfload.K_VAR, name))
+
+
+def _apply_core(spec: ObjectSpec, ps: ProgramSpec, insns: Insns) -> None:
+    """Resolve each CO-RE record against vmlinux BTF and patch its instruction as libbpf does:
+    the target value replaces the compiler's; an unmatched access poisons the instruction (it
+    fails only if reached); a load whose field changed size gets the target's size."""
+    try:
+        from ..btf.core import resolve_relo
+    except ImportError as e:
+        raise NotSupportedError("CO-RE relocations", f"bpfarena.btf.core is missing: {e}") \
+            from None
+    if spec.btf is None:
+        raise ObjectError(f"program {ps.name!r} has CO-RE relocations but the object has no BTF",
+                          section=ps.section)
+    target = _vmlinux_btf()
+    for cr in ps.core_relos:
+        what = f"CO-RE kind {cr.kind} access {cr.access!r} on local type {cr.type_id}"
+        try:
+            res = resolve_relo(spec.btf, cr.type_id, cr.access, cr.kind, target)
+        except BPFError as e:
+            raise ObjectError(f"{what} in program {ps.name!r}: {e}", insn_index=cr.insn_index,
+                              section=ps.section) from None
+        value = None if res.poison else res.target_value
+        patch_core(insns, cr.insn_index, value, f"{what} in program {ps.name!r}")
+        if value is not None and cr.kind == 0 and res.target_field_size != res.local_field_size:
+            resize_load(insns, cr.insn_index, res.target_field_size, what)
+
+
+@lru_cache(maxsize=1)
+def _vmlinux_btf() -> Any:
+    from ..btf import parse_file
+    return parse_file(btfload.VMLINUX)
+
+
+# --- programs ------------------------------------------------------------------------------------
+def _load_prog(ps: ProgramSpec, insns: bytes, btf_fd: int, line_info: bytes, log_level: int,
+               log_size: int) -> tuple[int, str]:
+    func_info = b"".join(fi.insn_index.to_bytes(4, "little") + fi.type_id.to_bytes(4, "little")
+                         for fi in sorted(ps.func_info, key=lambda f: f.insn_index))
+    attach_btf_id = 0
+    if ps.prog_type in (PROG_TRACING, PROG_LSM) and ps.attach_to:
+        attach_btf_id = _attach_id(ps)
+    return load_program(
+        kernel_map_name(ps.name), ps.prog_type, insns, ps.license or "GPL", log_level=log_level,
+        log_size=log_size, expected_attach_type=ps.expected_attach_type,
+        prog_flags=BPF_F_SLEEPABLE if ps.sleepable else 0, prog_btf_fd=btf_fd,
+        func_info=func_info if btf_fd else b"", line_info=line_info if btf_fd else b"",
+        attach_btf_id=attach_btf_id)
+
+
+def _attach_id(ps: ProgramSpec) -> int:
+    kind, prefix = _ATTACH_PREFIX.get(ps.expected_attach_type, ("func", ""))
+    idx = btfload.vmlinux_index()
+    k = btfload.K_TYPEDEF if kind == "typedef" else btfload.K_FUNC
+    tid = idx.get((k, prefix + ps.attach_to)) if ps.attach_to else None
+    if tid is None:
+        raise NotSupportedError(f"attaching program {ps.name!r} to {ps.attach_to!r}",
+                                f"no {kind} {prefix}{ps.attach_to} in vmlinux BTF")
+    return tid

@@ -1,0 +1,140 @@
+"""Loading programs with the verifier log captured, and running them with BPF_PROG_TEST_RUN."""
+
+from __future__ import annotations
+
+import errno
+import re
+import struct
+import time
+
+from .._sys import loadcmds as bpf
+from ..collection import Program, RunResult
+from ..errors import NotSupportedError, SyscallError, VerifierError
+
+BPF_F_SLEEPABLE = 1 << 4
+PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP = 1, 3, 4, 6
+PROG_RAW_TRACEPOINT, PROG_CGROUP_SKB, PROG_LWT_IN, PROG_FLOW_DISSECTOR = 17, 8, 10, 22
+PROG_RAW_TRACEPOINT_WRITABLE, PROG_TRACING, PROG_STRUCT_OPS, PROG_LSM, PROG_SYSCALL = 24, 26, 27, 29, 31
+# test runs of these take a context only: no data, no kernel-side repeat, no kernel duration
+CTX_ONLY = {PROG_SYSCALL, PROG_RAW_TRACEPOINT, PROG_RAW_TRACEPOINT_WRITABLE}
+PACKET_TYPES = {PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP, PROG_CGROUP_SKB,
+                PROG_LWT_IN, PROG_FLOW_DISSECTOR}
+MAX_LOG = 1 << 28
+_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+
+
+def min_packet() -> bytes:
+    """A 64-byte IPv4/TCP frame: enough for the kernel's minimum packet checks."""
+    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
+                     bytes([10, 0, 0, 2]))
+    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
+    return (eth + ip + tcp).ljust(64, b"\0")
+
+
+def failing_insn(log: str) -> int | None:
+    """The index of the last instruction the verifier printed before it gave up."""
+    last = None
+    for line in log.splitlines():
+        m = _INSN_LINE.match(line)
+        if m:
+            last = int(m.group(1))
+    return last
+
+
+def load_program(name: str, prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
+                 log_size: int = 1 << 20, **kw: object) -> tuple[int, str]:
+    """PROG_LOAD; on a refusal reload with a verifier log and raise VerifierError.
+
+    Loading first without a log is cheaper and is how libbpf does it; the log only matters when
+    something is wrong (or when the caller asks for it with log_level > 0).
+    """
+    try:
+        return bpf.prog_load(prog_type, insns, license, name=name, log_level=log_level,
+                             log_size=log_size if log_level else 0, **kw)
+    except bpf.BpfError as e:
+        first = e
+    if first.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPERM,
+                           errno.EFAULT, errno.ENOTSUP, errno.EBUSY, errno.ENOENT, errno.ERANGE,
+                           524):
+        raise SyscallError(f"loading BPF program {name!r}", first.errno) from None
+    level = log_level or 1
+    size = max(log_size, 1 << 16)
+    while True:
+        try:
+            fd, _log = bpf.prog_load(prog_type, insns, license, name=name, log_level=level,
+                                     log_size=size, **kw)
+        except bpf.BpfError as e:
+            if e.errno == errno.ENOSPC and size < MAX_LOG:
+                size *= 4
+                continue
+            log = getattr(e, "log", "")
+            err = first.errno if e.errno == errno.ENOSPC else e.errno
+            if err == errno.EPERM and not log.strip():
+                raise NotSupportedError(
+                    f"loading BPF program {name!r}",
+                    "the kernel said EPERM without a verifier log: it needs CAP_BPF (and "
+                    "CAP_PERFMON for arenas and tracing), or this kernel does not allow the "
+                    f"program type {prog_type} here", errno=err) from None
+            raise VerifierError(name, err, log, failing_insn(log)) from None
+        # it loaded with a log but not without one: keep it (it is valid) and return
+        return fd, _log
+
+
+class KernelProgram(Program):
+    """A loaded program; `run` goes through BPF_PROG_TEST_RUN."""
+
+    backend = "kernel"
+
+    def __init__(self, fd: int, name: str, section: str, prog_type: int, log: str = "") -> None:
+        self.fd = fd
+        self.name = name
+        self.section = section
+        self.prog_type = prog_type
+        self.log = log
+        self._closed = False
+
+    def fileno(self) -> int:
+        if self._closed:
+            raise SyscallError(f"program {self.name!r} is closed", errno.EBADF)
+        return self.fd
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            bpf.close(self.fd)
+
+    def run(self, ctx: bytes = b"", repeat: int = 1, data: bytes = b"") -> RunResult:
+        """Run the program `repeat` times; duration_ns is the mean per run.
+
+        Syscall and raw_tp programs take no data and the kernel refuses repeat for them and
+        reports no duration, so those are repeated from Python and timed around the syscall.
+        Packet programs get a minimal 64-byte IPv4 frame when no `data` is given.
+        """
+        repeat = max(1, int(repeat))
+        ctx, data = bytes(ctx), bytes(data)
+        try:
+            if self.prog_type in CTX_ONLY:
+                if data:
+                    raise NotSupportedError("data_in for this program type",
+                                            f"program {self.name!r} takes a context only")
+                t0 = time.perf_counter_ns()
+                for _ in range(repeat):
+                    retval, _d, _c, _o, ctx_after = bpf.prog_test_run(self.fileno(), ctx=ctx)
+                dur = (time.perf_counter_ns() - t0) // repeat
+                return RunResult(retval, dur, ctx_after, b"")
+            if self.prog_type in PACKET_TYPES and not data:
+                data = min_packet()
+            retval, dur, cout, dout, _ = bpf.prog_test_run(
+                self.fileno(), ctx=ctx, data=data, repeat=repeat,
+                ctx_out_size=len(ctx), data_out_size=len(data) + 512 if data else 0)
+            return RunResult(retval, dur, cout, dout)
+        except bpf.BpfError as e:
+            if e.errno in (errno.ENOTSUP, 524):
+                raise NotSupportedError(f"BPF_PROG_TEST_RUN for program {self.name!r}",
+                                        f"the kernel cannot test-run program type "
+                                        f"{self.prog_type}", errno=e.errno) from None
+            raise SyscallError(f"running program {self.name!r}", e.errno) from None
+
+    def __repr__(self) -> str:
+        return f"<KernelProgram {self.name!r} section={self.section!r} type={self.prog_type}>"

@@ -1,0 +1,222 @@
+"""The kernel is the oracle: every BPF C program meant for both back ends, run in the kernel and in
+the VM (its arena at the kernel's user_vm_start), must leave the same state behind, case by case.
+
+After every step both sides are compared on: the return value, every global (`obj.globals`),
+every arena global (`obj.arena.globals`), the contents of the hash and array maps, the number of
+resident arena pages, and every arena page byte for byte. Reading pages from Python faults them in
+(on both back ends alike), which would change where later BPF allocations land, so the byte
+comparison after step k runs on a fresh load that replays steps 1..k.
+
+CASES below is the explicit table: which object, which steps in which order, with which inputs.
+`test_every_program_is_listed` makes sure a new .bpf.c in tests/progs or examples/ is either in
+the table or listed in NOT_DIFFERENTIAL with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bpfarena
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+PROGS = HERE / "progs"
+EXAMPLES = ROOT / "examples"
+BENCH = ROOT / "bench"
+PAGE = 4096
+
+
+@dataclass(frozen=True)
+class Run:
+    prog: str
+    ctx: bytes = b""
+
+
+@dataclass(frozen=True)
+class Set:
+    """obj.globals[name] = value (a value, or a function of the loaded object)."""
+
+    name: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ArenaWrite:
+    offset: int
+    data: bytes
+
+
+Step = Run | Set | ArenaWrite
+
+ATOMIC_PROGS = ["add", "sub", "and", "or", "xor", "cmpxchg", "xchg"]
+
+CASES: dict[str, tuple[Path, list[Step]]] = {
+    # the selftest faults page 0 in from user space first
+    "arena_htab": (PROGS / "arena_htab.bpf.c", [ArenaWrite(0x800, b"\xaa\x55"),
+                                                Run("arena_htab_build")]),
+    "arena_list_1": (PROGS / "arena_list.bpf.c", [Set("cnt", 1), Run("list_add"),
+                                                  Run("list_del")]),
+    "arena_list_1000": (PROGS / "arena_list.bpf.c", [Set("cnt", 1000), Run("list_add"),
+                                                     Run("list_del")]),
+    "arena_atomics": (PROGS / "arena_atomics.bpf.c", [Run(p) for p in ATOMIC_PROGS]),
+    "arena_atomics_twice": (PROGS / "arena_atomics.bpf.c",
+                            [Run(p) for p in ATOMIC_PROGS[::-1] + ATOMIC_PROGS]),
+    "load_arena": (PROGS / "load_arena.bpf.c", [Run("read_globals"), Run("alloc"),
+                                                Run("alloc"), Run("read_globals")]),
+    "load_globals": (PROGS / "load_globals.bpf.c", [Run("compute"), Run("use_maps"),
+                                                    Set("counter", -100), Run("compute"),
+                                                    Run("use_maps")]),
+    "load_core": (PROGS / "load_core.bpf.c", [Run("core_offsets")]),
+    "load_packet": (PROGS / "load_packet.bpf.c", [Run("pkt_len")]),
+    "ex_htab": (EXAMPLES / "htab" / "htab.bpf.c", [
+        Set("nr_elems", 3000), Set("nr_buckets", 4096), Run("build"),
+        # BPF looks up every key of the table BPF built, through py_table
+        Set("py_table", lambda o: o.globals["bpf_table"]), Set("nr_keys", 3500),
+        Run("lookup_all")]),
+    "ex_list": (EXAMPLES / "list" / "list.bpf.c", [
+        Set("nr_elems", 2000), Run("build"),
+        Set("py_list", lambda o: o.arena.globals.address("bpf_list")), Run("sum_py")]),
+    "bench_htab": (BENCH / "htab.bpf.c", [
+        Set("n_buckets", 1024), Run("bench_init"), Set("start", 0), Set("count", 1500),
+        Run("bench_insert"), Set("start", 700), Run("bench_insert"), Set("start", 0),
+        Set("count", 2500), Run("bench_lookup")]),
+}
+
+# programs that are not run on both back ends here, and why
+NOT_DIFFERENTIAL = {
+    "load_bad.bpf.c": "the verifier must reject these (tests/test_verifier.py)",
+    "load_ksyms.bpf.c": "reads a kernel variable (init_task) that only the kernel has",
+    "load_percpu.bpf.c": "per-CPU values depend on the CPU the kernel ran it on",
+    "obj_basic.bpf.c": "object-reader fixture, not meant to run",
+    "obj_misc.bpf.c": "object-reader fixture, not meant to run",
+    "obj_no_arena.bpf.c": "object-reader fixture, not meant to run",
+    "obj_nobtf.bpf.c": "object-reader fixture, not meant to run",
+    "obj_two_arenas.bpf.c": "object-reader fixture (two arenas: refused at load)",
+}
+
+
+def _source_files() -> list[Path]:
+    files = sorted(PROGS.glob("*.bpf.c")) + sorted(EXAMPLES.glob("**/*.bpf.c"))
+    return files + [BENCH / "htab.bpf.c"]
+
+
+def test_every_program_is_listed() -> None:
+    listed = {src.resolve() for src, _ in CASES.values()}
+    missing = [str(f.relative_to(ROOT)) for f in _source_files()
+               if f.resolve() not in listed and f.name not in NOT_DIFFERENTIAL]
+    assert not missing, f"add these to CASES or NOT_DIFFERENTIAL in {Path(__file__).name}: " \
+                        f"{missing}"
+
+
+# --- the comparison -----------------------------------------------------------------------------
+def _value(v: Any) -> Any:
+    return bytes(v) if isinstance(v, (bytearray, memoryview)) else v
+
+
+def state(obj: Any, with_pages: bool) -> dict[str, Any]:
+    """Everything observable from Python after a step."""
+    s: dict[str, Any] = {}
+    s["globals"] = {n: _value(obj.globals[n]) for n in obj.globals}
+    arena = obj.arena
+    if arena is not None:
+        try:
+            ag = arena.globals
+        except bpfarena.errors.ArenaError:
+            ag = None
+        if ag is not None:
+            s["arena_globals"] = {n: _value(ag[n]) for n in ag}
+        s["resident"] = arena.resident_pages()
+    for name, m in sorted(obj.maps.items()):
+        if m.type in (1, 2) and not name.startswith("."):  # hash, array (not global data)
+            s[f"map {name}"] = sorted(m.items())
+    if with_pages and arena is not None:
+        s["pages"] = arena.read(arena.user_vm_start, arena.size)
+    return s
+
+
+def apply(obj: Any, step: Step) -> int | None:
+    if isinstance(step, Run):
+        return obj.programs[step.prog].run(ctx=step.ctx).retval
+    if isinstance(step, Set):
+        v = step.value(obj) if callable(step.value) else step.value
+        obj.globals[step.name] = v
+        return None
+    obj.arena.write(obj.arena.user_vm_start + step.offset, step.data)
+    return None
+
+
+def _page_diff(a: bytes, b: bytes, start: int) -> str:
+    out = []
+    for pg in range(len(a) // PAGE):
+        x, y = a[pg * PAGE:(pg + 1) * PAGE], b[pg * PAGE:(pg + 1) * PAGE]
+        if x != y:
+            i = next(i for i in range(PAGE) if x[i] != y[i])
+            o = i - i % 8
+            out.append(f"page {pg} (0x{start + pg * PAGE:x}) first differs at +0x{i:x}: "
+                       f"kernel {x[o:o + 16].hex()} vm {y[o:o + 16].hex()}")
+            if len(out) >= 8:
+                break
+    return "\n".join(out)
+
+
+def compare(k: dict[str, Any], v: dict[str, Any], where: str, start: int) -> None:
+    problems = []
+    for key in sorted(set(k) | set(v)):
+        a, b = k.get(key), v.get(key)
+        if a == b:
+            continue
+        if key == "pages" and a is not None and b is not None:
+            problems.append(_page_diff(a, b, start))
+        elif isinstance(a, dict) and isinstance(b, dict):
+            diffs = {n: (a.get(n), b.get(n)) for n in set(a) | set(b) if a.get(n) != b.get(n)}
+            problems.append(f"{key} differ (name: (kernel, vm)): {diffs}")
+        else:
+            problems.append(f"{key}: kernel {a!r} vm {b!r}")
+    assert not problems, f"{where}: kernel and VM differ\n" + "\n".join(problems)
+
+
+def _replay(path: str, steps: list[Step], upto: int, with_pages: bool,
+            check: Callable[[dict, dict, str, int], None]) -> None:
+    with bpfarena.load(path, backend="kernel") as kobj:
+        start = kobj.arena.user_vm_start if kobj.arena is not None else None
+        opts = {"user_vm_start": start} if start is not None else {}
+        with bpfarena.load(path, backend="vm", **opts) as vobj:
+            if start is not None:
+                assert vobj.arena.user_vm_start == start
+            for i, step in enumerate(steps[:upto]):
+                rk, rv = apply(kobj, step), apply(vobj, step)
+                last = i == upto - 1
+                if rk is None and not last:
+                    continue
+                where = f"after step {i + 1} {step}"
+                sk, sv = state(kobj, with_pages and last), state(vobj, with_pages and last)
+                sk["retval"], sv["retval"] = rk, rv
+                check(sk, sv, where, start or 0)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_kernel_and_vm_leave_the_same_state(case: str, kernel: str, bpf_obj) -> None:
+    src, steps = CASES[case]
+    path = str(bpf_obj(src))
+    # every step compared without reading pages, then each prefix replayed with a page compare
+    _replay(path, steps, len(steps), False, compare)
+    for upto in range(1, len(steps) + 1):
+        if upto == len(steps) or isinstance(steps[upto - 1], Run):
+            _replay(path, steps, upto, True, compare)
+
+
+def test_the_comparison_sees_a_difference(kernel: str, bpf_obj) -> None:
+    """The harness itself: one byte written on one side only is reported with its page."""
+    path = str(bpf_obj(PROGS / "load_arena.bpf.c"))
+    with bpfarena.load(path, backend="kernel") as kobj, \
+            bpfarena.load(path, backend="vm", user_vm_start=kobj.arena.user_vm_start) as vobj:
+        for o in (kobj, vobj):
+            o.programs["alloc"].run()
+        vobj.arena.write(vobj.arena.globals.address("a_seen") + PAGE, b"\x01")
+        with pytest.raises(AssertionError, match=r"page 1 .* first differs"):
+            compare(state(kobj, True), state(vobj, True), "test", kobj.arena.user_vm_start)
