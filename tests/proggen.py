@@ -88,7 +88,12 @@ class GenConfig:
     max_pages: int = 24
     kfuncs: bool = True  # bpf_arena_alloc/free/reserve_pages calls
     reserve: bool = True  # bpf_arena_reserve_pages (6.17+)
-    acq_rel: bool = True  # load-acquire / store-release (6.15+)
+    acq_rel: bool = True  # load-acquire / store-release (6.15+) on the stack
+    # on arena memory: off by default, because on this kernel (6.18, x86 JIT) a load-acquire
+    # from an unallocated arena page does not clear its destination as other arena loads do
+    # (it keeps the old value, or a kernel address for narrow loads); see docs/benchmarks.md
+    arena_load_acquire: bool = False
+    arena_store_release: bool = True
     misaligned_arena: bool = True  # unaligned plain arena loads/stores (may straddle pages)
     ptr_alu: bool = True  # ALU on arena pointers (the verifier makes ALU64 ones 32-bit)
     unmasked_shifts: bool = True  # register shift counts >= the width
@@ -137,10 +142,10 @@ class GenProgram:
     def n_slots(self) -> int:
         return len(self.lower()[0])
 
-    def without(self, path: tuple[int, ...]) -> GenProgram:
-        """A copy with the body statement at `path` removed (for shrinking a failure)."""
-        body = _remove(self.body, path)
-        return replace(self, body=body)
+    def without(self, path: tuple[int, ...], part: str = "body") -> GenProgram:
+        """A copy with the statement at `path` of `part` ("body" or "preamble") removed (for
+        shrinking a failure; the result may be one the verifier refuses)."""
+        return replace(self, **{part: _remove(getattr(self, part), path)})
 
 
 def _remove(stmts: list[Stmt], path: tuple[int, ...]) -> list[Stmt]:
@@ -523,9 +528,10 @@ class _Gen:
                 return Snippet(pre + [(STX | MEM | sz, p, reg, off, 0)], what="arena store")
             return Snippet(pre + [(ST | MEM | sz, p, 0, off, self.imm32())], what="arena st")
         pre.append((ALU64 | AND | K, p, 0, 0, -8))
-        if c < 65 and self.cfg.acq_rel:
+        if c < 65 and (self.cfg.arena_load_acquire or self.cfg.arena_store_release):
             off = self.arena_off(size)
-            if r.randrange(2):
+            if self.cfg.arena_load_acquire and (r.randrange(2) or not
+                                                self.cfg.arena_store_release):
                 return Snippet(pre + [(STX | ATOMIC | sz, reg, p, off, A_LOAD_ACQ)], what="ld_acq")
             return Snippet(pre + [(STX | ATOMIC | sz, p, reg, off, A_STORE_REL)], what="st_rel")
         size = r.choice((4, 8))
@@ -664,7 +670,11 @@ def disasm(p: GenProgram) -> list[str]:
         lines = [f"{i}: {t}" for i, t in enumerate(raw)]
     if len(lines) == len(raw):
         return [f"{i:4}: {ln}{notes.get(i, '')}" for i, ln in enumerate(lines)]
-    return lines
+    out = []
+    for ln in lines:  # lines that start with their slot index ("12: ...")
+        head = ln.split(":", 1)[0].strip()
+        out.append(ln + notes.get(int(head), "") if head.isdigit() else ln)
+    return out
 
 
 def describe(p: GenProgram, k: Outcome, v: Outcome, start: int, limit: int = 12) -> str:
@@ -674,7 +684,7 @@ def describe(p: GenProgram, k: Outcome, v: Outcome, start: int, limit: int = 12)
         out.append(f"  errors: kernel={k.error!r} vm={v.error!r}")
     if k.retval != v.retval:
         out.append(f"  retval: kernel={k.retval:#x} vm={v.retval:#x}")
-    if k.resident != v.resident:
+    if k.resident != v.resident and not reserves(p):
         out.append(f"  resident pages: kernel={k.resident} vm={v.resident}")
     res = p.prep.result_page * PAGE
     kd, vd = k.data, v.data
@@ -693,8 +703,7 @@ def describe(p: GenProgram, k: Outcome, v: Outcome, start: int, limit: int = 12)
             what = "result page" if pg == p.prep.result_page else "page"
             out.append(f"  {what} {pg} (user {start + pg * PAGE:#x}): {len(diffs)} bytes differ, "
                        f"first at +{diffs[0]:#x}")
-            for i in diffs[:4]:
-                o = i - i % 8
+            for o in sorted({i - i % 8 for i in diffs})[:4]:
                 out.append(f"    +{o:#05x}: kernel={a[o:o + 8].hex()} vm={b[o:o + 8].hex()}")
             shown += 1
             if shown >= limit:
@@ -734,8 +743,17 @@ def run_one(obj: Any, p: GenProgram, npages: int) -> Outcome:
     return Outcome(retval, resident, data, err)
 
 
-def same(a: Outcome, b: Outcome) -> bool:
-    return (a.retval, a.resident, a.data, a.error) == (b.retval, b.resident, b.data, b.error)
+def reserves(p: GenProgram) -> bool:
+    return any(t == "bpf_arena_reserve_pages" for _i, _k, t, _o in p.lower()[1])
+
+
+def same(a: Outcome, b: Outcome, p: GenProgram | None = None) -> bool:
+    """Equal outcomes. The resident count is skipped after a BPF reservation: the kernel back
+    end finds resident pages by reserve-probing and cannot tell a page BPF reserved from an
+    allocated one (KernelArena._resident_pages), while the VM counts allocated pages only."""
+    skip = p is not None and reserves(p)
+    return ((a.retval, a.data, a.error) == (b.retval, b.data, b.error)
+            and (skip or a.resident == b.resident))
 
 
 class Differ:
@@ -766,7 +784,7 @@ class Differ:
                 k = run_one(kobj, p, self.npages)
                 v = run_one(vobj, p, self.npages)
                 self.programs_run += 1
-                if not same(k, v):
+                if not same(k, v, p):
                     bad.append(Mismatch(p, k, v, kobj.arena.user_vm_start))
         finally:
             vobj.close()
@@ -785,10 +803,13 @@ class Differ:
         changed = True
         while changed and budget > 0:
             changed = False
-            for path in sorted(stmt_paths(p.body), key=len):
+            cands = [("body", x) for x in sorted(stmt_paths(p.body), key=len)]
+            cands += [("preamble", (i,)) for i in range(len(p.preamble) - 1, -1, -1)
+                      if p.preamble[i].what.startswith(("bpf_arena", "keep"))]
+            for part, path in cands:
                 budget -= 1
                 try:
-                    q = p.without(path)
+                    q = p.without(path, part)
                 except (IndexError, AssertionError):
                     continue
                 if self.differs(q):

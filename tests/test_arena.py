@@ -228,6 +228,10 @@ def test_resident_pages(arena):
     assert arena.resident_pages() == 4
     arena.free_pages(p, 3)
     assert arena.resident_pages() == 1
+    arena.write(base + 51 * P, b"y")  # a user touch turns a reserved page into a real one
+    assert arena.resident_pages() == 2
+    arena.free_pages(base + 50 * P, 5)  # frees that page and drops the reservation
+    assert arena.resident_pages() == 1
 
 
 # --- pointer forms -------------------------------------------------------------------------------

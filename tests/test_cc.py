@@ -230,3 +230,23 @@ def test_cli_cc(tmp_path, capsys):
     assert out.is_file()
     assert str(out) in capsys.readouterr().out
     assert os.path.getsize(out) > 0
+
+
+def test_header_helpers_and_map_macros_run(backend, bpf_obj):
+    """Each helper prototype of bpfarena.h calls the helper it names (ids are right)."""
+    with bpfarena.load(bpf_obj("ex_helpers.bpf.c"), backend=backend) as obj:
+        m = obj.maps["counts"]
+        assert (m.type, m.key_size, m.value_size, m.max_entries) == (1, 4, 8, 16)
+        assert obj.maps["locked"].type == 2
+        res = obj.programs["helpers"].run()
+        assert res.retval == 0
+        g = obj.globals
+        assert 0 < g["t0"] <= g["t1"]
+        assert g["rnd_or"] != g["rnd_and"]  # nine random u32s are not all equal
+        assert 0 <= g["cpu"] < (os.cpu_count() or 1)
+        assert g["loop_sum"] == 55
+        assert g["printk_ret"] == len("hello 42") or g["printk_ret"] == len("hello 42\n")
+        if res.output:
+            assert "hello 42" in res.output
+        assert dict(m.items()) == {(8).to_bytes(4, "little"): (9).to_bytes(8, "little")}
+        assert int.from_bytes(obj.maps["locked"][0][8:16], "little") == 5

@@ -13,7 +13,7 @@ import bpfarena
 from bpfarena.arena.layout import PAGE_SIZE, U32
 from bpfarena.ds import ArenaAllocator, ArenaHashTable, ArenaList
 from bpfarena.ds.alloc import COUNTER_OFFSET
-from bpfarena.ds.htab import ELEM_SIZE, NODE_OFFSET
+from bpfarena.ds.htab import NODE_OFFSET
 from bpfarena.errors import ArenaError
 
 

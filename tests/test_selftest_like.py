@@ -3,6 +3,8 @@ our own programs built with our headers, checked from Python on every back end."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import bpfarena
@@ -108,6 +110,21 @@ def test_arena_atomics_all_in_sequence(backend, bpf_obj):
     with bpfarena.load(bpf_obj("arena_atomics.bpf.c"), backend=backend) as obj:
         for prog in sorted(ATOMICS):
             assert obj.programs[prog].run().retval == 0, prog
-        for prog, values in ATOMICS.items():
+        for values in ATOMICS.values():
             for n, v in values.items():
                 assert obj.arena.globals[n] == v, n
+
+
+def test_force_asm_casts_run(backend, build_dir):
+    """cast_kern/cast_user as inline asm (no clang address spaces) do what the casts mean."""
+    from bpfarena.cc import compile as cc
+
+    path = cc(Path(__file__).parent / "progs" / "arena_asm.bpf.c", output_dir=build_dir,
+              extra_flags=["-DBPFARENA_FORCE_ASM"])
+    with bpfarena.load(path, backend=backend) as obj:
+        assert obj.programs["asm_casts"].run().retval == 0
+        out = obj.globals["out"]
+        assert obj.arena.contains(out)
+        assert out >> 32 == obj.arena.user_vm_start >> 32  # user form
+        assert obj.arena.read_u32(out) == 7
+        assert obj.arena.read_u32(out + 4) == out & 0xFFFFFFFF

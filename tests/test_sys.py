@@ -367,3 +367,26 @@ def test_arena_fault_load_gives_zero_and_stream_read(kernel):
             q = a.alloc_pages(1, addr=a.user_vm_start + 4096)
             a.write_u64(q, 77)
             assert _sys.prog_test_run(prog).retval == 77
+
+
+def test_btf_load_accepts_valid_btf(kernel):
+    types = struct.pack("<IIII", 1, 1 << 24, 4, 32)  # INT "int", 4 bytes, 32 bits
+    strs = b"\0int\0"
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs))
+    with _sys.btf_load(hdr + types + strs) as fd:
+        assert fd.fileno() >= 0
+    bad = struct.pack("<IIII", 1, 1 << 24, 4, 64)  # 64 bits in 4 bytes: rejected, with a log
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(bad), len(bad), len(strs))
+    with pytest.raises(SyscallError) as ei:
+        _sys.btf_load(hdr + bad + strs)
+    assert ei.value.errno == errno.EINVAL
+    assert ei.value.log
+
+
+def test_test_run_with_packet_data_and_repeat(kernel):
+    with _sys.prog_load(BPF_PROG_TYPE_SOCKET_FILTER, mov64_imm(0, 7) + EXIT) as fd:
+        pkt = bytes(range(64))
+        r = _sys.prog_test_run(fd, data_in=pkt, data_out_size=128, repeat=10)
+        assert r.retval == 7
+        # the kernel rebuilds the Ethernet header of its test skb; the payload comes back as is
+        assert len(r.data_out) == len(pkt) and r.data_out[14:] == pkt[14:]

@@ -17,7 +17,7 @@ __all__ = ["examples_dir", "run_demo"]
 DEMOS = (("htab", "htab.py", "a hash table of linked lists"),
          ("list", "list.py", "a plain linked list"))
 KERNEL_N = 100_000
-VM_N = 5_000
+VM_N = 100_000  # the VM does the full size in a few seconds per example
 
 
 def examples_dir() -> Path | None:

@@ -43,7 +43,6 @@ int htab_sum(void *ctx)
 {
 	struct c c = { .h = table };
 
-	bpfarena_use_map(arena);
 	found = checksum = 0;
 	bpf_loop(nr_keys, sum_cb, &c, 0);
 	return 0;

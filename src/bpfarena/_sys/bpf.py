@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..errors import MapError, SyscallError, VerifierError
 from .attr import (
@@ -214,7 +215,8 @@ class ProgFd(Fd):
         self.log_true_size = log_true_size
 
 
-def prog_load(prog_type: int, insns: bytes, license: str = "GPL", *, name: str | None = None,
+def prog_load(prog_type: int, insns: bytes | Iterable[Any], license: str = "GPL", *,
+              name: str | None = None,
               log_level: int = 0, log_size: int = DEFAULT_LOG_SIZE, kern_version: int = 0,
               prog_flags: int = 0, expected_attach_type: int = 0, prog_btf_fd: int = 0,
               func_info: bytes = b"", func_info_rec_size: int = 0, func_info_cnt: int | None = None,
@@ -224,10 +226,14 @@ def prog_load(prog_type: int, insns: bytes, license: str = "GPL", *, name: str |
               retry_with_log: bool = True) -> ProgFd:
     """BPF_PROG_LOAD; raises VerifierError with the verifier log on refusal.
 
-    `insns` is the raw instruction bytes (8 per slot). If the load fails without a log, it is
+    `insns` is the raw instruction bytes (8 per slot), or objects with `encode() -> bytes`
+    (isa.Instruction). If the load fails without a log, it is
     retried once with log_level 1 so the error carries the verifier's reason; a log that did not
     fit (ENOSPC) is retried with the size the kernel reports (log_true_size).
     """
+    if not isinstance(insns, bytes | bytearray | memoryview):
+        insns = b"".join(i.encode() for i in insns)
+    insns = bytes(insns)
     if len(insns) % 8:
         raise SyscallError(f"program {name!r}: instruction bytes not a multiple of 8 ({len(insns)})")
     ib = _cbuf(insns)

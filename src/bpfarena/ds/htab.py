@@ -165,6 +165,8 @@ class ArenaHashTable:
         n_buckets rounds up to a power of two (0 means 1024), like arena_htab_init. Each bucket
         lists its elements newest first, as if arena_htab_update had inserted them in order.
         Returns the user address of the `struct arena_htab`; store it where BPF can find it.
+        BPF code walks at most ARENA_HTAB_MAX_CHAIN (64) elements per bucket: keep n_buckets
+        near the element count (see `chain_lengths()`).
         """
         alloc = allocator or ArenaAllocator(arena)
         d = dict(items.items() if isinstance(items, Mapping) else items)

@@ -27,6 +27,8 @@
  *   int arena_htab_lookup(struct arena_htab __arena *h, int key);   the value, 0 when absent
  *   struct arena_htab_elem __arena *arena_htab_find(h, key);        NULL when absent
  *   int arena_htab_delete(struct arena_htab __arena *h, int key);   0 or -ENOENT
+ * Every function names the arena map (BPFARENA_ALLOC_MAP), so a program that only looks up
+ * still counts as using the arena, which the verifier requires for addr_space_cast.
  * A bucket walk takes at most ARENA_HTAB_MAX_CHAIN steps (the verifier unrolls the walk): size
  * the table so that chains stay short (n_buckets >= the number of elements is a good rule).
  */
@@ -90,6 +92,8 @@ static inline arena_htab_elem_t *arena_htab_find(arena_htab_t *h, int key)
 {
 	arena_htab_elem_t *e;
 
+	/* a lookup-only program names no map otherwise, and the verifier wants the arena named */
+	bpfarena_use_map(BPFARENA_ALLOC_MAP);
 	arena_list_for_each_entry_bounded(e, arena_htab_bucket(h, key), node,
 					  ARENA_HTAB_MAX_CHAIN) {
 		if (e->hash == key && e->key == key)

@@ -15,8 +15,8 @@
  * memset/memcpy intrinsic that clang 19 lowers on the *uncast* pointer, and the verifier rejects
  * it ("invalid mem access 'scalar'"). Store field by field (volatile where stores would merge).
  *
- * If you also include <linux/bpf.h>, include it *before* this header: the UAPI constants below are
- * then taken from it.
+ * If you also include <linux/bpf.h> or a vmlinux.h, include it *before* this header: the UAPI
+ * constants below are then taken from it.
  *
  * From user-space C (no __bpf__) every BPF-only macro expands to nothing, so shared struct
  * definitions can be compiled on both sides.
@@ -60,7 +60,9 @@ typedef _Bool bool;
 #endif
 
 /* ---- UAPI constants (include/uapi/linux/bpf.h) -------------------------------------------- */
-#ifndef _UAPI__LINUX_BPF_H__
+/* skipped when <linux/bpf.h> or a vmlinux.h came first (they define the same names), or on
+ * request with -DBPFARENA_NO_UAPI */
+#if !defined(_UAPI__LINUX_BPF_H__) && !defined(__VMLINUX_H__) && !defined(BPFARENA_NO_UAPI)
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_HASH 5
@@ -81,7 +83,7 @@ struct bpf_spin_lock {
 	__u32 val;
 };
 #endif
-#endif /* _UAPI__LINUX_BPF_H__ */
+#endif /* UAPI constants */
 
 #if defined(__bpf__)
 

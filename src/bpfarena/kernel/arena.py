@@ -390,7 +390,9 @@ class KernelArena(Arena):
                 entry = _MAPPINGS.get(self._map_id)
                 if entry is not None:
                     entry[1] -= 1
-                    if entry[1] <= 0 and not live:
+                    if live:  # raw pointers may outlive every handle: never unmap this one
+                        entry[1] += 1 << 40
+                    elif entry[1] <= 0:
                         del _MAPPINGS[self._map_id]
                         mem.munmap(self._base, self.size)
             if live:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import struct
+import threading
 
 from .. import _sys
 from ..errors import ArenaError, NotSupportedError, VerifierError
@@ -140,8 +141,16 @@ class ArenaPrograms:
     def __init__(self, map_fd: _sys.Fd) -> None:
         self._map_fd = map_fd
         self._progs: dict[str, _sys.ProgFd] = {}
+        self._lock = threading.Lock()
 
     def _prog(self, which: str) -> _sys.ProgFd:
+        p = self._progs.get(which)
+        if p is not None:
+            return p
+        with self._lock:
+            return self._load(which)
+
+    def _load(self, which: str) -> _sys.ProgFd:
         p = self._progs.get(which)
         if p is None:
             build = {"alloc": alloc_prog, "free": free_prog, "reserve": reserve_prog,

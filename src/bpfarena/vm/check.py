@@ -75,7 +75,7 @@ def check_program(insns: list[Any], *, has_arena: bool, name: str | None = None)
     for s, e in zip(starts, bounds, strict=True):
         func_of[s] = e
     # every jump stays inside its function; every function ends in exit or ja
-    for s, e in zip(starts, bounds, strict=True):
+    for e in bounds:
         last = e - 1
         if last in second:
             last -= 1

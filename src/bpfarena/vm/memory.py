@@ -43,7 +43,7 @@ _MASK = {1: 0xFF, 2: 0xFFFF, 4: U32, 8: M64}
 class Region:
     """A block of VM memory at a fake address; `buf` is a bytearray (or writable memoryview)."""
 
-    __slots__ = ("name", "buf", "size", "readonly", "base")
+    __slots__ = ("name", "buf", "size", "readonly", "base", "hook")
 
     def __init__(self, name: str, buf: bytearray | memoryview, size: int, readonly: bool,
                  base: int) -> None:
@@ -52,6 +52,7 @@ class Region:
         self.size = size
         self.readonly = readonly
         self.base = base
+        self.hook: dict[tuple[int, int], int] | None = None  # (offset, size) -> value loaded
 
 
 class Memory:
@@ -107,6 +108,10 @@ class Memory:
     # --- loads and stores through regions (addresses >= 4 GiB) -------------------------------------
     def load(self, a: int, n: int) -> int:
         r, o = self._region(a, n, "load")
+        if r.hook is not None:  # context fields the kernel rewrites (e.g. __sk_buff->data)
+            v = r.hook.get((o, n))
+            if v is not None:
+                return v
         return _UNPACK[n](r.buf, o)[0]
 
     def store(self, a: int, n: int, v: int) -> None:

@@ -1,0 +1,449 @@
+"""Load an ObjectSpec into the VM: maps, the arena, relocated and translated programs.
+
+The arena goes at `user_vm_start` when given (e.g. where the kernel put the same object, so
+pointer values compare equal), else at the arena map's map_extra, else where the VM chooses.
+Arena globals are copied to offset 0 of the arena (start placement, as libbpf does on this
+kernel: ARENA_FACTS.md section 12); the copy faults their pages in, as libbpf's does.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+from ..arena.base import ArenaGlobals
+from ..collection import Collection, GlobalVariables, Program, RunResult
+from ..errors import InvalidInstruction, NotSupportedError, ObjectError, VMError
+from ..obj.spec import ObjectSpec, ProgramSpec, RelocKind
+from . import translate as tr
+from .arena import VMArena
+from .check import check_program
+from .helpers import HELPERS, KFUNCS, NEEDS_FP, Runtime
+from .interp import DEFAULT_BUDGET, Machine
+from .maps import VMMap
+from .memory import FUNC_HANDLE_BASE, M64, MAP_HANDLE_BASE, Memory
+
+BPF_PROG_TYPE_SYSCALL = 31
+U32 = 0xFFFFFFFF
+
+
+def _helper_name(hid: int) -> str:
+    try:
+        from ..isa.helpers import HELPER_NAMES
+        return "bpf_" + HELPER_NAMES[hid]
+    except Exception:
+        return f"helper #{hid}"
+
+
+class VMProgram(Program):
+    """A program loaded into the VM."""
+
+    backend = "vm"
+
+    def __init__(self, spec: ProgramSpec, machine: Machine, runtime: Runtime,
+                 budget: int) -> None:
+        self.name = spec.name
+        self.section = spec.section
+        self.prog_type = spec.prog_type
+        self.spec = spec
+        self.machine = machine
+        self.runtime = runtime
+        self.budget = budget
+        self.closed = False
+
+    @property
+    def source(self) -> str:
+        """The Python source the program was translated into (for debugging)."""
+        return self.machine.source
+
+    def run(self, ctx: bytes = b"", repeat: int = 1, data: bytes = b"",
+            budget: int | None = None) -> RunResult:
+        """Run once per `repeat` (at least once); retval is u32, as BPF_PROG_TEST_RUN gives."""
+        if self.closed:
+            raise VMError("the collection is closed", program=self.name)
+        mem = self.machine.memory
+        rt = self.runtime
+        rt.output.clear()
+        rt.funcs = self.machine.funcs  # bpf_loop finds callbacks among this program's functions
+        mem.faults = 0
+        mem.fault_log.clear()
+        ctx_region = data_region = None
+        if self.prog_type in PACKET_TYPES:
+            data_region = mem.add_region("packet", bytearray(data or min_packet()))
+            ctx_region = _packet_ctx(mem, self.prog_type, ctx, data_region)
+            r1 = ctx_region.base
+        elif data:
+            raise NotSupportedError("data_in for this program type",
+                                    f"program {self.name!r} takes a context only")
+        elif ctx or self.prog_type != BPF_PROG_TYPE_SYSCALL:
+            ctx_region = mem.add_region("ctx", bytearray(ctx))
+            r1 = ctx_region.base
+        else:
+            r1 = 0
+        n = max(1, int(repeat))
+        total_insns = 0
+        try:
+            t0 = time.perf_counter_ns()
+            for _ in range(n):
+                r0, used = self.machine.run(r1, self.budget if budget is None else budget)
+                total_insns += used
+            dt = time.perf_counter_ns() - t0
+        finally:
+            for reg in (ctx_region, data_region):
+                if reg is not None:
+                    mem.remove_region(reg)
+        ctx_out = b""
+        if ctx_region is not None and (ctx or data_region is None):
+            ctx_out = bytes(ctx_region.buf[:len(ctx)] if data_region is not None
+                            else ctx_region.buf)
+        return RunResult(retval=r0 & U32, duration_ns=dt // n, ctx_out=ctx_out,
+                         data_out=bytes(data_region.buf) if data_region is not None else b"",
+                         output="".join(rt.output), insns=total_insns // n)
+
+    @property
+    def last_faults(self) -> list[tuple[str, int]]:
+        """Arena faults the last run survived: (READ|WRITE, user-form address), first 64."""
+        return list(self.machine.memory.fault_log)
+
+
+PACKET_TYPES = {1, 3, 4, 6, 8}  # socket filter, sched_cls, sched_act, xdp, cgroup_skb
+BPF_PROG_TYPE_XDP = 6
+
+
+def min_packet() -> bytes:
+    """The same 64-byte IPv4/TCP frame the kernel back end sends when no data is given."""
+    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
+                     bytes([10, 0, 0, 2]))
+    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
+    return (eth + ip + tcp).ljust(64, b"\0")
+
+
+def _packet_ctx(mem: Memory, prog_type: int, ctx: bytes, data: Any) -> Any:
+    """A minimal __sk_buff / xdp_md: length fields, and data/data_end loads that give pointers
+    into the packet region (the kernel rewrites those context loads the same way)."""
+    pkt = bytes(data.buf)
+    buf = bytearray(ctx.ljust(192, b"\0"))
+    if prog_type == BPF_PROG_TYPE_XDP:
+        region = mem.add_region("xdp_md", buf)
+        region.hook = {(0, 4): data.base, (4, 4): data.base + len(pkt), (8, 4): data.base}
+        return region
+    struct.pack_into("<I", buf, 0, len(pkt))  # len
+    if len(pkt) >= 14:
+        struct.pack_into("<I", buf, 16, int.from_bytes(pkt[12:14], "little"))  # protocol (be16)
+    region = mem.add_region("__sk_buff", buf)
+    region.hook = {(76, 4): data.base, (80, 4): data.base + len(pkt)}
+    return region
+
+
+def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
+                    budget: int = DEFAULT_BUDGET, seed: int | None = None,
+                    **_ignored: Any) -> Collection:
+    """Build a Collection(backend="vm") from a spec."""
+    arena = None
+    aspec = spec.arena
+    closers: list[Any] = []
+    try:
+        if aspec is not None:
+            start = user_vm_start or aspec.map_extra or None
+            arena = VMArena(aspec.max_entries, user_vm_start=start, flags=aspec.flags,
+                            name=aspec.name)
+            closers.append(arena.close)
+            if spec.arena_image:
+                if len(spec.arena_image) > arena.size:
+                    raise ObjectError(f"arena globals ({len(spec.arena_image)} bytes) do not fit "
+                                      f"the arena ({arena.size} bytes)")
+                arena.write(arena.user_vm_start, spec.arena_image)
+            arena._globals = ArenaGlobals(
+                arena, {n: (v.offset, v.size, v.type_id) for n, v in spec.arena_vars.items()},
+                spec.btf)
+            arena._btf = spec.btf
+        memory = Memory(arena)
+        maps: dict[str, VMMap] = {}
+        handles: dict[str, int] = {}
+        for idx, (name, ms) in enumerate(spec.maps.items()):
+            if ms.is_arena:
+                handles[name] = MAP_HANDLE_BASE + (idx << 12)
+                continue
+            if ms.is_data:
+                data = bytes(ms.data or b"")
+                m = VMMap(memory, idx, name, 2, 4, max(len(data), ms.value_size, 1), 1,
+                          ms.flags, readonly=ms.readonly, initial=data)
+            else:
+                m = VMMap(memory, idx, name, ms.type, ms.key_size, ms.value_size,
+                          ms.max_entries, ms.flags)
+            maps[name] = m
+            handles[name] = m.handle
+        arena_handle = handles.get(spec.arena_map) if spec.arena_map else None
+        rt = Runtime(memory, {m.handle: m for m in maps.values()}, arena, arena_handle, seed)
+        programs: dict[str, Program] = {}
+        for pname, ps in spec.programs.items():
+            unit = _prepare(ps, spec, maps, handles, arena)
+            bindings = {c.name: _bind(rt, c) for c in unit.calls.values() if c.kind != "pcall"}
+            machine = Machine(unit, memory, bindings)
+            programs[pname] = VMProgram(ps, machine, rt, budget)
+        gv = GlobalVariables(spec.btf)
+        for name, ms in spec.maps.items():
+            if ms.is_data:
+                for vname, v in ms.variables.items():
+                    gv._add(vname, maps[name], v.offset, v.size, v.type_id)
+    except BaseException:
+        for c in reversed(closers):
+            c()
+        raise
+
+    def close() -> None:
+        for p in programs.values():
+            p.closed = True  # type: ignore[attr-defined]
+
+    coll = Collection(backend="vm", programs=programs, maps=dict(maps), arena=arena, globals=gv,
+                      btf=spec.btf, spec=spec)
+    coll._closers.extend([*closers, close])
+    return coll
+
+
+def _bind(rt: Runtime, c: tr.CallTarget):
+    kind, key = c.kind, c.key  # type: ignore[attr-defined]
+    if kind == "helper":
+        return rt.binding("helper", key)
+    if kind == "kfunc":
+        return rt.binding("kfunc", key)
+
+    def missing(*_a: int) -> int:
+        raise NotSupportedError(f"kfunc {key!r}", "the VM does not implement it (a weak extern "
+                                "the program called anyway)")
+    return missing
+
+
+class Slot(NamedTuple):
+    """One 8-byte instruction slot, as the VM keeps it after relocation."""
+
+    opcode: int
+    dst: int
+    src: int
+    off: int
+    imm: int
+
+
+def _slot(x: Any) -> Slot:
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        if len(x) != 8:
+            raise InvalidInstruction(f"an instruction is 8 bytes, got {len(x)}")
+        op, regs, off, imm = struct.unpack("<BBhi", bytes(x))
+        return Slot(op, regs & 15, regs >> 4, off, imm)
+    try:
+        return Slot(int(x.opcode), int(x.dst), int(x.src), int(x.off), int(x.imm))
+    except (AttributeError, TypeError, ValueError):
+        raise InvalidInstruction(f"not an instruction: {x!r}") from None
+
+
+def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
+             handles: dict[str, int], arena: VMArena | None) -> tr.Unit:
+    insns = [_slot(x) for x in ps.insns]
+    n = len(insns)
+    ldimm: dict[int, int] = {}
+    calls: dict[int, tr.CallTarget] = {}
+    reloc_at = {}
+    for r in ps.relocations:
+        if not 0 <= r.insn_index < n:
+            raise ObjectError(f"relocation points past the program ({n} slots)",
+                              insn_index=r.insn_index, section=ps.section)
+        reloc_at[r.insn_index] = r
+    poisoned: set[int] = set()
+    if ps.core_relos:
+        poisoned = _apply_core(spec, ps, insns)
+    i = 0
+    while i < n:
+        x = insns[i]
+        op = x.opcode
+        r = reloc_at.get(i)
+        if op == 0x18 and i + 1 < n:
+            hi = insns[i + 1].imm & U32
+            if r is not None:
+                ldimm[i] = _reloc_value(r, ps, spec, maps, handles, arena)
+            elif x.src == 0:
+                ldimm[i] = (x.imm & U32) | (hi << 32)
+            elif x.src == 4:
+                ldimm[i] = FUNC_HANDLE_BASE + i + x.imm + 1
+            elif x.src == 3:
+                raise NotSupportedError("typed __ksym variables (ld_imm64 BTF id)",
+                                        f"program {ps.name!r}, instruction {i}")
+            else:
+                raise InvalidInstruction(f"ld_imm64 with src {x.src} has no relocation",
+                                         insn_index=i, program=ps.name)
+            i += 2
+            continue
+        if op == 0x85:
+            if i in poisoned:
+                c = tr.CallTarget("missing", f"X_core_{i}")
+                c.key = f"an unresolved CO-RE relocation at instruction {i}"  # type: ignore
+                calls[i] = c
+            elif r is not None and r.kind is RelocKind.KFUNC:
+                calls[i] = _kfunc_target(r.target, r.weak, ps, i)
+                insns[i] = x._replace(src=2, imm=0)
+            elif x.src == 0:
+                hid = x.imm
+                if hid not in HELPERS:
+                    raise NotSupportedError(f"{_helper_name(hid)} (id {hid})",
+                                            f"the VM does not implement this helper "
+                                            f"(program {ps.name!r}, instruction {i})")
+                c = tr.CallTarget("helper", f"H{hid}", hid in NEEDS_FP)
+                c.key = hid  # type: ignore[attr-defined]
+                calls[i] = c
+            elif x.src == 1:
+                calls[i] = tr.CallTarget("pcall", f"F{i + x.imm + 1}")
+            elif x.src == 2:
+                raise NotSupportedError(f"kfunc with BTF id {x.imm}",
+                                        f"no relocation names it (program {ps.name!r})")
+        i += 1
+    functions = check_program(insns, has_arena=arena is not None, name=ps.name)
+    for slot, c in calls.items():
+        if c.kind == "pcall" and int(c.name[1:]) not in functions:  # pragma: no cover
+            raise InvalidInstruction("call target is not a function", insn_index=slot,
+                                     program=ps.name)
+    return tr.Unit(name=ps.name, insns=insns, ldimm=ldimm, calls=calls, functions=functions)
+
+
+def _kfunc_target(name: str, weak: bool, ps: ProgramSpec, i: int) -> tr.CallTarget:
+    if name in KFUNCS:
+        c = tr.CallTarget("kfunc", f"K_{name}")
+        c.key = name  # type: ignore[attr-defined]
+        return c
+    if not weak:
+        raise NotSupportedError(f"kfunc {name!r}", f"the VM does not implement it (program "
+                                f"{ps.name!r}, instruction {i})")
+    c = tr.CallTarget("missing", f"X_{name}")
+    c.key = name  # type: ignore[attr-defined]
+    return c
+
+
+def _reloc_value(r: Any, ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
+                 handles: dict[str, int], arena: VMArena | None) -> int:
+    k = r.kind
+    if k is RelocKind.MAP:
+        if r.target not in handles:
+            raise ObjectError(f"relocation against unknown map {r.target!r}",
+                              insn_index=r.insn_index, section=ps.section)
+        return handles[r.target]
+    if k is RelocKind.MAP_VALUE:
+        m = maps.get(r.target)
+        if m is None:
+            if arena is not None and r.target == spec.arena_map:
+                return (arena.user_vm_start + r.offset) & M64
+            raise ObjectError(f"relocation against unknown map {r.target!r}",
+                              insn_index=r.insn_index, section=ps.section)
+        return (m.region.base + r.offset) & M64
+    if k is RelocKind.ARENA:
+        if arena is None:
+            raise ObjectError("arena relocation but the object has no arena",
+                              insn_index=r.insn_index, section=ps.section)
+        return (arena.user_vm_start + r.offset) & M64
+    if k is RelocKind.KFUNC:  # &kfunc (bpf_ksym_exists): non-zero when the VM has it
+        return 1 if r.target in KFUNCS else 0
+    if k is RelocKind.KSYM:
+        if r.weak:
+            return 0
+        raise NotSupportedError(f"kernel variable {r.target!r}",
+                                f"the VM has no kernel symbols (program {ps.name!r})")
+    raise ObjectError(f"unknown relocation kind {k!r}", insn_index=r.insn_index)
+
+
+_SIZE_BITS = {4: 0x00, 2: 0x08, 1: 0x10, 8: 0x18}
+
+
+@lru_cache(maxsize=1)
+def _core_target() -> Any:
+    """vmlinux BTF of the running kernel when there is one (the kernel back end's target too)."""
+    import os
+
+    from ..btf import parse_file
+    path = "/sys/kernel/btf/vmlinux"
+    return parse_file(path) if os.path.exists(path) else None
+
+
+def _apply_core(spec: ObjectSpec, ps: ProgramSpec, insns: list[Slot]) -> set[int]:
+    """Resolve CO-RE records as libbpf does, against vmlinux BTF where it exists (else against
+    the object's own BTF, so the compiled layout stands). Returns the poisoned slots: calls that
+    fail only if reached."""
+    from ..btf.core import resolve_relo
+    from ..errors import BPFError
+
+    if spec.btf is None:
+        raise ObjectError(f"program {ps.name!r} has CO-RE relocations but the object has no BTF",
+                          section=ps.section)
+    target = _core_target() or spec.btf
+    poisoned: set[int] = set()
+    n = len(insns)
+    for cr in ps.core_relos:
+        i = cr.insn_index
+        what = f"CO-RE kind {cr.kind} access {cr.access!r} on local type {cr.type_id}"
+        if not 0 <= i < n:
+            raise ObjectError(f"{what}: instruction {i} is past the program", insn_index=i)
+        try:
+            res = resolve_relo(spec.btf, cr.type_id, cr.access, cr.kind, target)
+        except BPFError as e:
+            raise ObjectError(f"{what} in program {ps.name!r}: {e}", insn_index=i,
+                              section=ps.section) from None
+        x = insns[i]
+        cls = x.opcode & 7
+        if res.poison:
+            if x.opcode == 0x18:
+                raise ObjectError(f"CO-RE relocation cannot be resolved: {what}", insn_index=i)
+            insns[i] = Slot(0x85, 0, 0, 0, 0xBAD2310)
+            poisoned.add(i)
+            continue
+        v = res.target_value
+        if x.opcode == 0x18 and i + 1 < n:
+            insns[i] = x._replace(imm=_s32(v & U32))
+            insns[i + 1] = insns[i + 1]._replace(imm=_s32((v >> 32) & U32))
+        elif cls in (4, 7) and not x.opcode & 0x08:
+            insns[i] = x._replace(imm=_s32(v & U32))
+        elif cls in (1, 2, 3):
+            if not -0x8000 <= v < 0x8000:
+                raise ObjectError(f"CO-RE offset {v} does not fit 16 bits: {what}", insn_index=i)
+            x = x._replace(off=v)
+            if (cr.kind == 0 and res.target_field_size != res.local_field_size
+                    and (x.opcode & 0xE0) == 0x60 and res.target_field_size in _SIZE_BITS):
+                x = x._replace(opcode=(x.opcode & ~0x18) | _SIZE_BITS[res.target_field_size])
+            insns[i] = x
+        else:
+            raise ObjectError(f"CO-RE relocation on opcode 0x{x.opcode:02x}: {what}",
+                              insn_index=i)
+    return poisoned
+
+
+def _s32(v: int) -> int:
+    return v - (1 << 32) if v & 0x80000000 else v
+
+
+def load_insns(insns: list[Any], *, name: str = "prog", prog_type: int = BPF_PROG_TYPE_SYSCALL,
+               arena_pages: int | None = None, arena_flags: int = 0,
+               user_vm_start: int | None = None, maps: list[Any] | None = None,
+               relocations: list[Any] | None = None, **options: Any) -> Collection:
+    """Load a bare instruction list (e.g. from bpfarena.isa.asm) as a one-program Collection.
+
+    `arena_pages` adds an arena map named "arena"; `maps` are extra MapSpecs; `relocations`
+    refer to them by name (RelocKind.MAP with target "arena" loads the arena's map handle).
+    """
+    from ..arena.layout import BPF_F_MMAPABLE
+    from ..obj.spec import MapSpec
+
+    flat: list[Any] = []
+    for x in insns:
+        if isinstance(x, (list, tuple)):
+            flat.extend(x)
+        else:
+            flat.append(x)
+    spec = ObjectSpec()
+    spec.programs[name] = ProgramSpec(name=name, section="syscall", prog_type=prog_type,
+                                      insns=flat, relocations=list(relocations or []))
+    if arena_pages is not None:
+        spec.maps["arena"] = MapSpec(name="arena", type=33, max_entries=arena_pages,
+                                     flags=BPF_F_MMAPABLE | arena_flags,
+                                     map_extra=user_vm_start or 0)
+        spec.arena_map = "arena"
+    for ms in maps or []:
+        spec.maps[ms.name] = ms
+    return load_collection(spec, user_vm_start=user_vm_start, **options)
