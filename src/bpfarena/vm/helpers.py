@@ -167,10 +167,11 @@ class Runtime:
 
     def bpf_arena_reserve_pages(self, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
         if r1 != self.arena_handle or self.arena is None:
-            return _neg(errno.EINVAL)
+            return (-errno.EINVAL) & U32
         if not r3 & U32:
             return 0
-        return self.arena.reserve(r2, r3 & U32) & M64
+        # the kfunc returns a C int: on x86-64 only eax is set, zero-extended into rax
+        return self.arena.reserve(r2, r3 & U32) & U32
 
     # --- binding --------------------------------------------------------------------------------------
     def binding(self, kind: str, key: Any) -> Callable[..., int]:

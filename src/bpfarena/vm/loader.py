@@ -19,6 +19,7 @@ from ..errors import InvalidInstruction, NotSupportedError, ObjectError, VMError
 from ..obj.spec import ObjectSpec, ProgramSpec, RelocKind
 from . import translate as tr
 from .arena import VMArena
+from .arenaflow import needs_zext
 from .check import check_program
 from .helpers import HELPERS, KFUNCS, NEEDS_FP, Runtime
 from .interp import DEFAULT_BUDGET, Machine
@@ -299,6 +300,9 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
                                         f"no relocation names it (program {ps.name!r})")
         i += 1
     functions = check_program(insns, has_arena=arena is not None, name=ps.name)
+    if arena is not None:  # ALU64 on arena pointers runs as ALU32, as the verifier makes it
+        for slot in needs_zext(insns, functions):
+            insns[slot] = insns[slot]._replace(opcode=(insns[slot].opcode & ~7) | 4)
     for slot, c in calls.items():
         if c.kind == "pcall" and int(c.name[1:]) not in functions:  # pragma: no cover
             raise InvalidInstruction("call target is not a function", insn_index=slot,

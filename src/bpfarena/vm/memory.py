@@ -82,6 +82,11 @@ class Memory:
     def remove_region(self, r: Region) -> None:
         self.regions.pop(r.base >> 32, None)
 
+    def _user_form(self, a: int) -> bool:
+        """An arena pointer in its user form: the kernel types such a register PTR_TO_ARENA
+        (e.g. an `__arg_arena` argument) and reaches (u32)reg, so the VM does too."""
+        return self.arena is not None and (a & ~U32 & M64) == self._hi
+
     def _region(self, a: int, n: int, what: str) -> tuple[Region, int]:
         a &= M64
         r = self.regions.get(a >> 32)
@@ -107,6 +112,8 @@ class Memory:
 
     # --- loads and stores through regions (addresses >= 4 GiB) -------------------------------------
     def load(self, a: int, n: int) -> int:
+        if self._user_form(a):
+            return self.aload(a & U32, n)
         r, o = self._region(a, n, "load")
         if r.hook is not None:  # context fields the kernel rewrites (e.g. __sk_buff->data)
             v = r.hook.get((o, n))
@@ -115,6 +122,9 @@ class Memory:
         return _UNPACK[n](r.buf, o)[0]
 
     def store(self, a: int, n: int, v: int) -> None:
+        if self._user_form(a):
+            self.astore(a & U32, n, v)
+            return
         r, o = self._region(a, n, "store")
         if r.readonly:
             raise MemoryFault("store into read-only memory", address=a & M64, size=n,
@@ -178,6 +188,8 @@ class Memory:
         """An atomic read-modify-write; returns the old value, or None when an arena fault
         skipped it (the fetch register then keeps its value)."""
         mask = _MASK[n]
+        if self._user_form(base):
+            base &= U32
         if base < KSPACE and self.arena is not None:
             k = base + off
             p = self._apieces(k, n)
