@@ -153,7 +153,7 @@ def test_generator_never_emits_what_the_kernel_refuses() -> None:
                 assert code & 0x18 in (P.W, P.DW)
                 if dst != P.FP:  # arena: aligned, and no fetch-and/or/xor (x86 JIT)
                     assert imm not in (P.OR | P.A_FETCH, P.AND | P.A_FETCH, P.XOR | P.A_FETCH)
-                    assert raw[i - 1] == (P.ALU64 | P.AND | P.K, dst, 0, 0, -8)
+                    assert (P.ALU64 | P.AND | P.K, dst, 0, 0, -8) in raw[i - 3:i]
                     assert off % (8 if code & 0x18 == P.DW else 4) == 0
             if cls in (P.JMP, P.JMP32) and code & 0xF0 not in (P.CALL, P.EXIT):
                 assert (imm if code == P.JMP32 | P.JA else off) >= 0  # forward only
@@ -175,3 +175,39 @@ def test_hypothesis_strategy_builds_specs() -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_harness_reports_a_difference(kernel: str) -> None:
+    """The comparison itself: a page written differently before the run is reported."""
+    import dataclasses
+
+    import bpfarena
+
+    p = proggen.seeded(3, CFG, "d0")
+    spare = next(i for i in range(p.npages)
+                 if i not in p.prep.pages and i != p.prep.result_page)
+    q = dataclasses.replace(p, prep=proggen.ArenaPrep({**p.prep.pages, spare: b"\x01" * 4096},
+                                                      p.prep.result_page))
+    with bpfarena.load(proggen.object_spec([p], CFG.max_pages), backend="kernel") as obj:
+        a = proggen.run_one(obj, p, CFG.max_pages)
+        b = proggen.run_one(obj, q, CFG.max_pages)
+        assert not proggen.same(a, b, p)
+        text = proggen.describe(p, a, b, obj.arena.user_vm_start)
+    assert f"page {spare} " in text and "exit" in text
+
+
+def test_shrink_keeps_what_makes_the_difference() -> None:
+    """Delta debugging on a stand-in oracle: 'differs' while one marked statement is present."""
+    P = proggen
+    p = P.seeded(42)
+    marked = next(s for s in P.stmt_paths(p.body) if len(s) == 1 and
+                  isinstance(p.body[s[0]], P.Snippet))
+    target = p.body[marked[0]].insns
+
+    class Fake(P.Differ):
+        def differs(self, q: P.GenProgram) -> bool:
+            return target in [s.insns for s in q.body if isinstance(s, P.Snippet)]
+
+    small = Fake().shrink(p, budget=10_000)
+    assert [s.insns for s in small.body] == [target]
+    assert not small.prep.pages

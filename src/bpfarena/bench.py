@@ -179,8 +179,8 @@ def measure(quick: bool = False) -> Results:
     from .cc import compile as cc
 
     res = Results()
-    n_kernel, n_vm = (2_000, 100) if quick else (100_000, 3_000)
-    reps = 1 if quick else 3
+    n_kernel, n_vm = (2_000, 100) if quick else (200_000, 20_000)
+    reps = 1 if quick else 5
     cache = Path(__file__).resolve().parents[2] / ".cache" / "bpf"
     try:
         cache.mkdir(parents=True, exist_ok=True)

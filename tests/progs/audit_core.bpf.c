@@ -69,8 +69,8 @@ int alloc_free(void *ctx)
 	res[0] = v;
 	res[1] = p[0];		/* load after free: 0 */
 	res[2] = p[511];
-	p[1] = 55;		/* store to a freed page: skipped */
-	res[3] = p[1];
+	*(volatile __u64 __arena *)&p[1] = 55;	/* store to a freed page: skipped */
+	res[3] = *(volatile __u64 __arena *)&p[1];
 	return 0;
 }
 
@@ -116,8 +116,8 @@ int reserve(void *ctx)
 	p = bpf_arena_alloc_pages(&arena, r, 1, NUMA_NO_NODE, 0);	/* reserved: NULL */
 	res[11] = (__u64)p;
 	p = (__u64 __arena *)r;
-	p[0] = 99;		/* reserved page: store skipped */
-	res[12] = p[0];		/* load gives 0 */
+	*(volatile __u64 __arena *)p = 99;	/* reserved page: store skipped */
+	res[12] = *(volatile __u64 __arena *)p;	/* load gives 0 */
 	rc = bpf_arena_reserve_pages(&arena, (void __arena *)(base + 63 * 4096), 5);	/* past end */
 	res[13] = (__u64)(__s64)rc;
 	bpf_arena_free_pages(&arena, r, 2);	/* releases the reservation */
@@ -133,6 +133,7 @@ int unalloc_store(void *ctx)
 	__u64 __arena *p = (__u64 __arena *)(base + 40 * 4096);
 	volatile __u64 __arena *vp = p;
 
+	bpfarena_use_map(arena);
 	vp[3] = 1234;		/* skipped */
 	res[15] = vp[3];
 	return (int)vp[3];
@@ -232,10 +233,29 @@ int atomics_fault(void *ctx)
 	__u64 __arena *p = (__u64 __arena *)(base + 50 * 4096);	/* never allocated */
 	__u64 old = 42;
 
+	bpfarena_use_map(arena);
 	__sync_fetch_and_add(p, 1);
 	old = __sync_fetch_and_add(p, 7);
 	res[0] = old;
 	res[1] = __sync_val_compare_and_swap(p, 0, 3);
 	res[2] = *p;
+	return 0;
+}
+
+SEC("syscall")
+int ucast(void *ctx)
+{
+	__u64 __arena *p = &g_zero;
+	__u64 __arena *q;
+	void *k = (void *)p;		/* cast_kern: low 32 bits */
+
+	asm volatile("" : "+r"(k));
+	res[0] = (__u64)k;
+	q = (__u64 __arena *)k;		/* cast_user: upper half of user_vm_start joins */
+	res[1] = (__u64)q;
+	k = NULL;
+	asm volatile("" : "+r"(k));
+	q = (__u64 __arena *)k;		/* NULL stays NULL */
+	res[2] = (__u64)q;
 	return 0;
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -34,6 +35,8 @@ from .fd import Fd
 from .libc import SYS_BPF, libc
 
 _CMD_NAMES = {v: k for k, v in vars(Cmd).items() if k.isupper()}
+
+ENOTSUPP = 524  # the kernel-internal "not supported" that some commands leak to user space
 
 # prog_load log buffer: start here, grow to what the kernel says it needs (log_true_size)
 DEFAULT_LOG_SIZE = 1 << 20
@@ -94,23 +97,14 @@ def map_create(map_type: int, key_size: int, value_size: int, max_entries: int, 
                btf_fd: int = 0, btf_key_type_id: int = 0, btf_value_type_id: int = 0,
                btf_vmlinux_value_type_id: int = 0, value_type_btf_obj_fd: int = 0) -> Fd:
     """BPF_MAP_CREATE; returns the new map's Fd."""
-    a = MapCreateAttr()
-    a.map_type = map_type
-    a.key_size = key_size
-    a.value_size = value_size
-    a.max_entries = max_entries
-    a.map_flags = flags
-    a.inner_map_fd = inner_map_fd
-    a.numa_node = numa_node
-    if name:
-        a.map_name = _name16(name)
-    a.map_ifindex = map_ifindex
-    a.btf_fd = btf_fd
-    a.btf_key_type_id = btf_key_type_id
-    a.btf_value_type_id = btf_value_type_id
-    a.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
-    a.map_extra = map_extra & ((1 << 64) - 1)
-    a.value_type_btf_obj_fd = value_type_btf_obj_fd
+    a = MapCreateAttr(map_type=map_type, key_size=key_size, value_size=value_size,
+                      max_entries=max_entries, map_flags=flags, inner_map_fd=inner_map_fd,
+                      numa_node=numa_node, map_name=_name16(name) if name else b"",
+                      map_ifindex=map_ifindex, btf_fd=btf_fd, btf_key_type_id=btf_key_type_id,
+                      btf_value_type_id=btf_value_type_id,
+                      btf_vmlinux_value_type_id=btf_vmlinux_value_type_id,
+                      map_extra=map_extra & ((1 << 64) - 1),
+                      value_type_btf_obj_fd=value_type_btf_obj_fd)
     return Fd(bpf(Cmd.MAP_CREATE, a))
 
 
@@ -119,42 +113,39 @@ def _name16(name: str | bytes) -> bytes:
     return raw[:15]  # BPF_OBJ_NAME_LEN 16, NUL-terminated
 
 
+def _elem(cmd: int, fd: FdLike, key: bytes | None, value: bytes | None = None,
+          out_size: int = 0, flags: int = 0) -> bytes:
+    """One element command: `key` (and `value`) in, or `out_size` bytes out (returned)."""
+    kb = _cbuf(key)
+    vb = _cbuf(value) if value is not None else _cbuf(None, out_size)
+    _bpf_map(cmd, MapElemAttr(map_fd=_fd(fd), key=_addr(kb), value=_addr(vb), flags=flags))
+    return vb.raw[:out_size] if out_size and vb is not None else b""
+
+
 def map_lookup_elem(fd: FdLike, key: bytes, value_size: int, flags: int = 0) -> bytes:
     """BPF_MAP_LOOKUP_ELEM; raises MapError (ENOENT when the key is absent)."""
-    kb, vb = _cbuf(key), _cbuf(None, value_size)
-    a = MapElemAttr(map_fd=_fd(fd), key=_addr(kb), value=_addr(vb), flags=flags)
-    _bpf_map(Cmd.MAP_LOOKUP_ELEM, a)
-    return vb.raw[:value_size] if vb is not None else b""
+    return _elem(Cmd.MAP_LOOKUP_ELEM, fd, key, out_size=value_size, flags=flags)
 
 
 def map_lookup_and_delete_elem(fd: FdLike, key: bytes | None, value_size: int,
                                flags: int = 0) -> bytes:
     """BPF_MAP_LOOKUP_AND_DELETE_ELEM (queues and stacks take no key)."""
-    kb, vb = _cbuf(key), _cbuf(None, value_size)
-    a = MapElemAttr(map_fd=_fd(fd), key=_addr(kb), value=_addr(vb), flags=flags)
-    _bpf_map(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, a)
-    return vb.raw[:value_size] if vb is not None else b""
+    return _elem(Cmd.MAP_LOOKUP_AND_DELETE_ELEM, fd, key, out_size=value_size, flags=flags)
 
 
 def map_update_elem(fd: FdLike, key: bytes | None, value: bytes, flags: int = 0) -> None:
     """BPF_MAP_UPDATE_ELEM with BPF_ANY (0), BPF_NOEXIST (1), BPF_EXIST (2) or BPF_F_LOCK (4)."""
-    kb, vb = _cbuf(key), _cbuf(value)
-    a = MapElemAttr(map_fd=_fd(fd), key=_addr(kb), value=_addr(vb), flags=flags)
-    _bpf_map(Cmd.MAP_UPDATE_ELEM, a)
+    _elem(Cmd.MAP_UPDATE_ELEM, fd, key, value, flags=flags)
 
 
 def map_delete_elem(fd: FdLike, key: bytes) -> None:
-    kb = _cbuf(key)
-    a = MapElemAttr(map_fd=_fd(fd), key=_addr(kb))
-    _bpf_map(Cmd.MAP_DELETE_ELEM, a)
+    """BPF_MAP_DELETE_ELEM; raises MapError (ENOENT when the key is absent)."""
+    _elem(Cmd.MAP_DELETE_ELEM, fd, key)
 
 
 def map_get_next_key(fd: FdLike, key: bytes | None, key_size: int) -> bytes:
     """BPF_MAP_GET_NEXT_KEY; `key=None` gives the first key; raises MapError ENOENT at the end."""
-    kb, nb = _cbuf(key), _cbuf(None, key_size)
-    a = MapElemAttr(map_fd=_fd(fd), key=_addr(kb), value=_addr(nb))
-    _bpf_map(Cmd.MAP_GET_NEXT_KEY, a)
-    return nb.raw[:key_size] if nb is not None else b""
+    return _elem(Cmd.MAP_GET_NEXT_KEY, fd, key, out_size=key_size)
 
 
 @dataclass
@@ -198,8 +189,8 @@ def map_lookup_batch(fd: FdLike, key_size: int, value_size: int, count: int,
 
 
 def map_freeze(fd: FdLike) -> None:
-    a = MapElemAttr(map_fd=_fd(fd))
-    _bpf_map(Cmd.MAP_FREEZE, a)
+    """BPF_MAP_FREEZE: from now on user space may no longer write the map."""
+    _elem(Cmd.MAP_FREEZE, fd, None)
 
 
 # --- programs ------------------------------------------------------------------------------------
@@ -227,9 +218,10 @@ def prog_load(prog_type: int, insns: bytes | Iterable[Any], license: str = "GPL"
     """BPF_PROG_LOAD; raises VerifierError with the verifier log on refusal.
 
     `insns` is the raw instruction bytes (8 per slot), or objects with `encode() -> bytes`
-    (isa.Instruction). If the load fails without a log, it is
-    retried once with log_level 1 so the error carries the verifier's reason; a log that did not
-    fit (ENOSPC) is retried with the size the kernel reports (log_true_size).
+    (isa.Instruction). If the load fails without a log, it is retried once with log_level 1 so
+    the error carries the verifier's reason (unless `retry_with_log=False`: callers with their
+    own retry policy); a log that did not fit (ENOSPC) is retried with the size the kernel
+    reports (log_true_size).
     """
     if not isinstance(insns, bytes | bytearray | memoryview):
         insns = b"".join(i.encode() for i in insns)
@@ -242,37 +234,23 @@ def prog_load(prog_type: int, insns: bytes | Iterable[Any], license: str = "GPL"
     lib = _cbuf(line_info) if line_info else None
     fda = (ctypes.c_int32 * len(fd_array))(*fd_array) if fd_array else None
     label = name or "?"
+    fixed: dict[str, Any] = dict(
+        prog_type=prog_type, insn_cnt=len(insns) // 8, insns=_addr(ib),
+        license=ctypes.addressof(lic), kern_version=kern_version, prog_flags=prog_flags,
+        prog_name=_name16(name) if name else b"", prog_ifindex=prog_ifindex,
+        expected_attach_type=expected_attach_type, prog_btf_fd=prog_btf_fd,
+        attach_btf_id=attach_btf_id, attach_prog_fd=attach_prog_fd, fd_array=_addr(fda))
+    for kind, blob, buf, rec_size, cnt in (
+            ("func_info", func_info, fib, func_info_rec_size, func_info_cnt),
+            ("line_info", line_info, lib, line_info_rec_size, line_info_cnt)):
+        if buf is not None:
+            fixed.update({kind: _addr(buf), f"{kind}_rec_size": rec_size,
+                          f"{kind}_cnt": cnt if cnt is not None else len(blob) // max(rec_size, 1)})
 
     def attempt(level: int, size: int) -> tuple[int, int, str, int]:
         logb = (ctypes.c_char * size)() if level else None
-        a = ProgLoadAttr()
-        a.prog_type = prog_type
-        a.insn_cnt = len(insns) // 8
-        a.insns = _addr(ib)
-        a.license = ctypes.addressof(lic)
-        a.log_level = level
-        a.log_size = size if level else 0
-        a.log_buf = _addr(logb)
-        a.kern_version = kern_version
-        a.prog_flags = prog_flags
-        if name:
-            a.prog_name = _name16(name)
-        a.prog_ifindex = prog_ifindex
-        a.expected_attach_type = expected_attach_type
-        a.prog_btf_fd = prog_btf_fd
-        if fib is not None:
-            a.func_info_rec_size = func_info_rec_size
-            a.func_info = _addr(fib)
-            a.func_info_cnt = (func_info_cnt if func_info_cnt is not None
-                               else len(func_info) // max(func_info_rec_size, 1))
-        if lib is not None:
-            a.line_info_rec_size = line_info_rec_size
-            a.line_info = _addr(lib)
-            a.line_info_cnt = (line_info_cnt if line_info_cnt is not None
-                               else len(line_info) // max(line_info_rec_size, 1))
-        a.attach_btf_id = attach_btf_id
-        a.attach_prog_fd = attach_prog_fd
-        a.fd_array = _addr(fda)
+        a = ProgLoadAttr(log_level=level, log_size=size if level else 0, log_buf=_addr(logb),
+                         **fixed)
         try:
             fd = bpf(Cmd.PROG_LOAD, a)
             err = 0
@@ -295,16 +273,17 @@ def prog_load(prog_type: int, insns: bytes | Iterable[Any], license: str = "GPL"
             if fd2 >= 0:
                 fd, err = fd2, 0
     if fd < 0:
-        raise VerifierError(label, err, log, _failing_insn(log))
+        raise VerifierError(label, err, log, failing_insn(log))
     return ProgFd(fd, log, true_size)
 
 
-def _failing_insn(log: str) -> int | None:
-    """Index of the last instruction the verifier printed before it gave up, if any."""
-    import re
+_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)", re.M)
 
+
+def failing_insn(log: str) -> int | None:
+    """Index of the last instruction the verifier printed before it gave up, if any."""
     idx = None
-    for m in re.finditer(r"^(\d+): \(", log, re.M):
+    for m in _INSN_LINE.finditer(log):
         idx = int(m.group(1))
     return idx
 

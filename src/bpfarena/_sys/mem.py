@@ -93,14 +93,24 @@ def punch_hole(fd: int, offset: int, length: int) -> None:
     fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
 
 
-def _vm_rw(sysno: int, local: int, remote: int, n: int) -> int:
-    liov = IOVec(local, n)
-    riov = IOVec(remote, n)
-    ret = libc.syscall(ctypes.c_long(sysno), ctypes.c_int(os.getpid()), ctypes.byref(liov),
-                       ctypes.c_ulong(1), ctypes.byref(riov), ctypes.c_ulong(1), ctypes.c_ulong(0))
-    if ret < 0:
-        return -ctypes.get_errno()
-    return ret
+def _vm_rw(sysno: int, local: int, remote: int, n: int) -> tuple[int, int]:
+    """process_vm_readv/writev on ourselves until all `n` bytes moved or one call stopped short.
+
+    Returns (bytes moved, errno): EFAULT when the kernel moved nothing at `remote + done`.
+    """
+    done = 0
+    while done < n:
+        liov = IOVec(local + done, n - done)
+        riov = IOVec(remote + done, n - done)
+        ret = libc.syscall(ctypes.c_long(sysno), ctypes.c_int(os.getpid()), ctypes.byref(liov),
+                           ctypes.c_ulong(1), ctypes.byref(riov), ctypes.c_ulong(1),
+                           ctypes.c_ulong(0))
+        if ret < 0:
+            return done, ctypes.get_errno()
+        if ret == 0:
+            return done, 14  # EFAULT
+        done += ret
+    return done, 0
 
 
 def process_vm_readv(addr: int, n: int) -> tuple[bytes, int]:
@@ -110,30 +120,14 @@ def process_vm_readv(addr: int, n: int) -> tuple[bytes, int]:
     stopped it (EFAULT at `addr + len(data)` when a page is missing).
     """
     buf = (ctypes.c_char * max(n, 1))()
-    done = 0
-    while done < n:
-        ret = _vm_rw(SYS_PROCESS_VM_READV, ctypes.addressof(buf) + done, addr + done, n - done)
-        if ret < 0:
-            return buf.raw[:done], -ret
-        if ret == 0:
-            return buf.raw[:done], 14  # EFAULT
-        done += ret
-    return buf.raw[:n], 0
+    done, err = _vm_rw(SYS_PROCESS_VM_READV, ctypes.addressof(buf), addr, n)
+    return buf.raw[:done], err
 
 
 def process_vm_writev(addr: int, data: bytes) -> tuple[int, int]:
     """Copy data to our own address `addr` through the kernel; returns (bytes written, errno)."""
-    n = len(data)
-    buf = ctypes.create_string_buffer(bytes(data), max(n, 1))
-    done = 0
-    while done < n:
-        ret = _vm_rw(SYS_PROCESS_VM_WRITEV, ctypes.addressof(buf) + done, addr + done, n - done)
-        if ret < 0:
-            return done, -ret
-        if ret == 0:
-            return done, 14
-        done += ret
-    return n, 0
+    buf = ctypes.create_string_buffer(bytes(data), max(len(data), 1))
+    return _vm_rw(SYS_PROCESS_VM_WRITEV, ctypes.addressof(buf), addr, len(data))
 
 
 def memview(addr: int, n: int) -> memoryview:

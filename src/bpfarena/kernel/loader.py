@@ -21,12 +21,13 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from .._sys import loadcmds as bpf
+from .. import _sys
 from ..arena.layout import PAGE_SIZE
 from ..collection import Collection, GlobalVariables
 from ..errors import BPFError, NotSupportedError, ObjectError, SyscallError
 from ..obj.spec import MapSpec, ObjectSpec, ProgramSpec
 from . import btfload
+from .kfuncs import vmlinux_btf
 from .maps import KernelMap
 from .programs import BPF_F_SLEEPABLE, PROG_LSM, PROG_TRACING, KernelProgram, load_program
 from .relocate import Insns, apply_relocations, encode_insns, patch_core, resize_load
@@ -70,8 +71,9 @@ def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
     line_blobs = {name: _line_info(raw, p) for name, p in spec.programs.items()} if raw else {}
     btf_fd = 0
     if raw is not None:
-        btf_fd = _load_btf(raw.to_bytes(), spec)
-        closers.append(lambda fd=btf_fd: bpf.close(fd))
+        btf = _load_btf(raw.to_bytes(), spec)
+        closers.append(btf.close)
+        btf_fd = btf.fileno()
 
     fds: dict[str, int] = {}
     for name, ms in spec.maps.items():
@@ -91,7 +93,7 @@ def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
         arena, afd = _create_arena(spec.arena, user_vm_start)
         closers.append(arena.close)
         coll.arena = arena
-        coll.maps[spec.arena.name] = _arena_map_view(arena, spec.arena, afd)
+        coll.maps[spec.arena.name] = _arena_map_view(arena, spec.arena)
         fds[spec.arena.name] = afd
         data_off = _place_globals(spec, arena, placement)
 
@@ -104,9 +106,9 @@ def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
                           program=name)
         if ps.core_relos:
             _apply_core(spec, ps, insns)
-        fd, log = _load_prog(ps, bytes(insns.raw), btf_fd, line_blobs.get(name, b""), log_level,
-                             log_size)
-        p = KernelProgram(fd, name, ps.section, ps.prog_type, log)
+        fd = _load_prog(ps, bytes(insns.raw), btf_fd, line_blobs.get(name, b""), log_level,
+                        log_size)
+        p = KernelProgram(fd, name, ps.section, ps.prog_type, fd.log)
         closers.append(p.close)
         coll.programs[name] = p
 
@@ -141,17 +143,16 @@ def _fixed_btf(spec: ObjectSpec) -> btfload.RawBTF | None:
     return raw
 
 
-def _load_btf(data: bytes, spec: ObjectSpec) -> int:
+def _load_btf(data: bytes, spec: ObjectSpec) -> _sys.Fd:
     try:
-        fd, _ = bpf.btf_load(data)
-        return fd
-    except bpf.BpfError as first:
+        return _sys.btf_load(data, retry_with_log=False)
+    except SyscallError as first:
         if first.errno == errno.EPERM:
             raise NotSupportedError("BPF_BTF_LOAD", "permission denied: needs CAP_BPF",
                                     errno=first.errno) from None
     try:
-        bpf.btf_load(data, log_level=1, log_size=1 << 22)
-    except bpf.BpfError as e:
+        _sys.btf_load(data, log_level=1, log_size=1 << 22, retry_with_log=False).close()
+    except SyscallError as e:
         log = getattr(e, "log", "")
         err = ObjectError(f"the kernel rejected the object's BTF "
                           f"({errno.errorcode.get(e.errno, e.errno)}):\n"
@@ -212,24 +213,22 @@ def _create_map(ms: MapSpec, btf_fd: int, datasec_id: int = 0) -> KernelMap:
         if ms.readonly:
             flags |= BPF_F_RDONLY_PROG
         key_id, value_id = 0, datasec_id
-    inner_fd = 0
+    inner = _create_map(ms.inner, btf_fd) if ms.inner is not None else None
     try:
-        if ms.inner is not None:
-            inner_fd = _create_map(ms.inner, btf_fd).fd
         kw = dict(flags=flags, name=kernel_map_name(ms.name), map_extra=ms.map_extra,
                   numa_node=ms.numa_node if flags & BPF_F_NUMA_NODE else 0,
-                  inner_map_fd=inner_fd)
+                  inner_map_fd=inner.fd if inner is not None else 0)
         try:
-            fd = bpf.map_create(mtype, key_size, value_size, max_entries,
-                                btf_fd=btf_fd if (key_id or value_id) else 0,
-                                key_type_id=key_id, value_type_id=value_id, **kw)
-        except bpf.BpfError as e:
+            fd = _sys.map_create(mtype, key_size, value_size, max_entries,
+                                 btf_fd=btf_fd if (key_id or value_id) else 0,
+                                 btf_key_type_id=key_id, btf_value_type_id=value_id, **kw)
+        except SyscallError as e:
             if not (btf_fd and (key_id or value_id)) or e.errno not in (errno.EINVAL,
                                                                         errno.ENOTSUP):
                 raise
             # the kernel could not use the BTF types for this map: create it without them
-            fd = bpf.map_create(mtype, key_size, value_size, max_entries, **kw)
-    except bpf.BpfError as e:
+            fd = _sys.map_create(mtype, key_size, value_size, max_entries, **kw)
+    except SyscallError as e:
         if e.errno == errno.EPERM:
             raise NotSupportedError(f"creating map {ms.name!r}", "permission denied: needs "
                                     "CAP_BPF", errno=e.errno) from None
@@ -237,15 +236,15 @@ def _create_map(ms: MapSpec, btf_fd: int, datasec_id: int = 0) -> KernelMap:
                            f"{value_size}, max_entries {max_entries}, flags 0x{flags:x})",
                            e.errno) from None
     finally:
-        if inner_fd:
-            bpf.close(inner_fd)
+        if inner is not None:
+            inner.close()
     m = KernelMap(fd, ms.name, mtype, key_size, value_size, max_entries, flags)
     if ms.is_data:
         try:
             m.update(0, (ms.data or b"").ljust(value_size, b"\0"))
             if ms.readonly:
-                bpf.map_freeze(fd)
-        except (BPFError, bpf.BpfError) as e:
+                _sys.map_freeze(fd)
+        except BPFError as e:
             m.close()
             raise SyscallError(f"initialising global-data map {ms.name!r}",
                                getattr(e, "errno", None)) from None
@@ -269,9 +268,9 @@ def _create_arena(ms: MapSpec, user_vm_start: int | None = None) -> tuple[Any, i
     return arena, arena.fd
 
 
-def _arena_map_view(arena: Any, ms: MapSpec, fd: int) -> KernelMap:
-    """The arena as a map entry (for `obj.maps[name]`); its fd stays owned by the arena."""
-    m = KernelMap(fd, ms.name, ms.type, 0, 0, ms.max_entries, ms.flags)
+def _arena_map_view(arena: Any, ms: MapSpec) -> KernelMap:
+    """The arena as a map entry (for `obj.maps[name]`); its Fd stays owned by the arena."""
+    m = KernelMap(arena._fd, ms.name, ms.type, 0, 0, ms.max_entries, ms.flags)
     m.close = lambda: None  # type: ignore[method-assign]
     return m
 
@@ -279,32 +278,10 @@ def _arena_map_view(arena: Any, ms: MapSpec, fd: int) -> KernelMap:
 @lru_cache(maxsize=1)
 def arena_globals_at_end() -> bool:
     """Whether this kernel accepts ld_imm64 map-value offsets past 512 MiB (what libbpf 1.7
-    probes before putting arena globals at the end): load `r1 = map_value(array, 1 << 30)` and see
-    whether the verifier objects to the offset itself."""
-    try:
-        from .features import probe
-        return bool(probe("arena_globals_at_end"))
-    except Exception:
-        pass
-    try:
-        mfd = bpf.map_create(MAP_ARRAY, 4, 8, 1)
-    except bpf.BpfError:
-        return False
-    try:
-        ins = Insns(bytes(24))
-        ins.set(0, code=0x18, dst=1, src=2, imm=mfd)
-        ins.set(1, imm=1 << 30)
-        ins.set(2, code=0x95)
-        # r1 is unused: a program that only exits needs r0 set; make it `r0 = 0; exit`
-        prog = bytes(ins.raw[:16]) + bytes([0xB7, 0, 0, 0, 0, 0, 0, 0]) + bytes(ins.raw[16:])
-        try:
-            fd, _ = bpf.prog_load(1, prog, "GPL", log_level=1, log_size=1 << 16)
-            bpf.close(fd)
-            return True
-        except bpf.BpfError as e:
-            return "direct value offset" not in getattr(e, "log", "")
-    finally:
-        bpf.close(mfd)
+    probes before putting arena globals at the end); the probe lives in `features`."""
+    from .features import probe
+
+    return bool(probe("arena_globals_at_end"))
 
 
 def _place_globals(spec: ObjectSpec, arena: Any, placement: str) -> int:
@@ -351,7 +328,7 @@ def _apply_core(spec: ObjectSpec, ps: ProgramSpec, insns: Insns) -> None:
     if spec.btf is None:
         raise ObjectError(f"program {ps.name!r} has CO-RE relocations but the object has no BTF",
                           section=ps.section)
-    target = _vmlinux_btf()
+    target = vmlinux_btf()
     for cr in ps.core_relos:
         what = f"CO-RE kind {cr.kind} access {cr.access!r} on local type {cr.type_id}"
         try:
@@ -365,15 +342,9 @@ def _apply_core(spec: ObjectSpec, ps: ProgramSpec, insns: Insns) -> None:
             resize_load(insns, cr.insn_index, res.target_field_size, what)
 
 
-@lru_cache(maxsize=1)
-def _vmlinux_btf() -> Any:
-    from ..btf import parse_file
-    return parse_file(btfload.VMLINUX)
-
-
 # --- programs ------------------------------------------------------------------------------------
 def _load_prog(ps: ProgramSpec, insns: bytes, btf_fd: int, line_info: bytes, log_level: int,
-               log_size: int) -> tuple[int, str]:
+               log_size: int) -> _sys.ProgFd:
     func_info = b"".join(fi.insn_index.to_bytes(4, "little") + fi.type_id.to_bytes(4, "little")
                          for fi in sorted(ps.func_info, key=lambda f: f.insn_index))
     attach_btf_id = 0
@@ -383,8 +354,8 @@ def _load_prog(ps: ProgramSpec, insns: bytes, btf_fd: int, line_info: bytes, log
         kernel_map_name(ps.name), ps.prog_type, insns, ps.license or "GPL", log_level=log_level,
         log_size=log_size, expected_attach_type=ps.expected_attach_type,
         prog_flags=BPF_F_SLEEPABLE if ps.sleepable else 0, prog_btf_fd=btf_fd,
-        func_info=func_info if btf_fd else b"", line_info=line_info if btf_fd else b"",
-        attach_btf_id=attach_btf_id)
+        func_info=func_info if btf_fd else b"", func_info_rec_size=8,
+        line_info=line_info if btf_fd else b"", line_info_rec_size=16, attach_btf_id=attach_btf_id)
 
 
 def _attach_id(ps: ProgramSpec) -> int:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from functools import lru_cache
+from typing import Any
 
-from .._sys import loadcmds as bpf
+from .. import _sys
 from ..collection import Map
 from ..errors import MapError
+from .owned import FdObject
 
 HASH, ARRAY, PERCPU_HASH, PERCPU_ARRAY, LRU_HASH, LRU_PERCPU_HASH = 1, 2, 5, 6, 9, 10
 PERCPU_TYPES = {PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH}
 HASH_TYPES = {HASH, PERCPU_HASH, LRU_HASH, LRU_PERCPU_HASH}
-ENOTSUPP = 524  # the kernel-internal "not supported" some map types return
+_RAISE = object()  # _call(missing=...) default: ENOENT is an error like any other
 
 
 @lru_cache(maxsize=1)
@@ -22,7 +25,6 @@ def possible_cpus() -> int:
     try:
         text = open("/sys/devices/system/cpu/possible").read().strip()
     except OSError:
-        import os
         return os.cpu_count() or 1
     n = 0
     for part in text.split(","):
@@ -31,15 +33,17 @@ def possible_cpus() -> int:
     return n
 
 
-class KernelMap(Map):
-    """A kernel map by fd. Per-CPU maps read as a list of per-CPU values and write one value to
-    every CPU."""
+class KernelMap(FdObject, Map):
+    """A kernel map owning its Fd. Per-CPU maps read as a list of per-CPU values and write one
+    value to every CPU."""
 
     backend = "kernel"
+    kind = "map"
+    closed_error = MapError
 
-    def __init__(self, fd: int, name: str, map_type: int, key_size: int, value_size: int,
+    def __init__(self, fd: _sys.Fd, name: str, map_type: int, key_size: int, value_size: int,
                  max_entries: int, flags: int = 0) -> None:
-        self.fd = fd
+        super().__init__(fd)
         self.name = name
         self.type = map_type
         self.key_size = key_size
@@ -48,20 +52,22 @@ class KernelMap(Map):
         self.flags = flags
         self.percpu = map_type in PERCPU_TYPES
         self._stride = (value_size + 7) // 8 * 8
-        self._closed = False
 
-    def fileno(self) -> int:
-        if self._closed:
-            raise MapError(f"map {self.name!r} is closed", errno.EBADF)
-        return self.fd
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            bpf.close(self.fd)
-
-    def _wrap(self, what: str, e: bpf.BpfError) -> MapError:
+    def _wrap(self, what: str, e: MapError) -> MapError:
+        if what == "delete" and e.errno == errno.EINVAL and self.type in (ARRAY, PERCPU_ARRAY):
+            return MapError(f"map {self.name!r}: array elements cannot be deleted", e.errno)
         return MapError(f"map {self.name!r}: {what} failed", e.errno)
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any, missing: Any = _RAISE) -> Any:
+        """One `_sys` element call on this map; ENOENT gives `missing` (if given), any other
+        failure a MapError naming the map and the operation."""
+        fd = self.fileno()
+        try:
+            return fn(fd, *args)
+        except MapError as e:
+            if e.errno == errno.ENOENT and missing is not _RAISE:
+                return missing
+            raise self._wrap(what, e) from None
 
     def _vsize(self) -> int:
         return self._stride * possible_cpus() if self.percpu else self.value_size
@@ -73,40 +79,23 @@ class KernelMap(Map):
                 for i in range(possible_cpus())]
 
     def _lookup(self, key: bytes):  # -> bytes | list[bytes] | None
-        try:
-            raw = bpf.map_lookup(self.fileno(), key, self._vsize())
-        except bpf.BpfError as e:
-            raise self._wrap("lookup", e) from None
+        raw = self._call("lookup", _sys.map_lookup_elem, key, self._vsize(), missing=None)
         return None if raw is None else self._split(raw)
 
     def _update(self, key: bytes, value: bytes, flags: int) -> None:
         if self.percpu:
             value = (value.ljust(self._stride, b"\0")) * possible_cpus()
-        try:
-            bpf.map_update(self.fileno(), key, value, flags)
-        except bpf.BpfError as e:
-            raise self._wrap("update", e) from None
+        self._call("update", _sys.map_update_elem, key, value, flags)
 
     def _delete(self, key: bytes) -> bool:
-        try:
-            return bpf.map_delete(self.fileno(), key)
-        except bpf.BpfError as e:
-            if self.type in (ARRAY, PERCPU_ARRAY) and e.errno == errno.EINVAL:
-                raise MapError(f"map {self.name!r}: array elements cannot be deleted",
-                               e.errno) from None
-            raise self._wrap("delete", e) from None
+        # map_delete_elem returns None; `missing=False` stands for a key that was not there
+        return self._call("delete", _sys.map_delete_elem, key, missing=False) is None
 
     def _keys(self) -> Iterator[bytes]:
         key = None
-        while True:
-            try:
-                nk = bpf.map_next_key(self.fileno(), key, self.key_size)
-            except bpf.BpfError as e:
-                raise self._wrap("get_next_key", e) from None
-            if nk is None:
-                return
-            yield nk
-            key = nk
+        while (key := self._call("get_next_key", _sys.map_get_next_key, key, self.key_size,
+                                 missing=None)) is not None:
+            yield key
 
     def lookup_batch(self, count: int = 0) -> list[tuple[bytes, bytes]]:
         """Every (key, value) pair with BPF_MAP_LOOKUP_BATCH, falling back to iteration where the
@@ -114,18 +103,18 @@ class KernelMap(Map):
         count = count or max(1, min(self.max_entries, 4096))
         out: list[tuple[bytes, bytes]] = []
         token: bytes | None = None
-        tsize = max(8, self.key_size)
+        fd = self.fileno()
         while True:
             try:
-                ks, vs, token = bpf.map_lookup_batch(self.fileno(), self.key_size,
-                                                     self._vsize(), count, token, tsize)
-            except bpf.BpfError as e:
+                r = _sys.map_lookup_batch(fd, self.key_size, self._vsize(), count, token)
+            except MapError as e:
                 if e.errno == errno.ENOSPC:  # a bucket holds more than `count` entries
                     count *= 2
                     continue
-                if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) and not out:
+                if e.errno in (errno.EINVAL, errno.EOPNOTSUPP, _sys.ENOTSUPP) and not out:
                     return list(self.items())
                 raise self._wrap("lookup_batch", e) from None
-            out.extend((k, self._split(v)) for k, v in zip(ks, vs, strict=True))
-            if token is None:
+            out.extend((k, self._split(v)) for k, v in zip(r.keys, r.values, strict=True))
+            if r.done:
                 return out
+            token = r.out_batch

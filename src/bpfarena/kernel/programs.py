@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
-import re
 import struct
 import time
+from typing import Any
 
-from .._sys import loadcmds as bpf
+from .. import _sys
 from ..collection import Program, RunResult
 from ..errors import NotSupportedError, SyscallError, VerifierError
+from .owned import FdObject
 
 BPF_F_SLEEPABLE = 1 << 4
 PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP = 1, 3, 4, 6
@@ -20,7 +21,10 @@ CTX_ONLY = {PROG_SYSCALL, PROG_RAW_TRACEPOINT, PROG_RAW_TRACEPOINT_WRITABLE}
 PACKET_TYPES = {PROG_SOCKET_FILTER, PROG_SCHED_CLS, PROG_SCHED_ACT, PROG_XDP, PROG_CGROUP_SKB,
                 PROG_LWT_IN, PROG_FLOW_DISSECTOR}
 MAX_LOG = 1 << 28
-_INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)")
+# errnos for which a refused load is worth a second try with the verifier log on
+_LOG_WORTHY = {errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPERM, errno.EFAULT,
+               errno.ENOTSUP, errno.EBUSY, errno.ENOENT, errno.ERANGE, _sys.ENOTSUPP}
+failing_insn = _sys.failing_insn
 
 
 def min_packet() -> bytes:
@@ -32,77 +36,57 @@ def min_packet() -> bytes:
     return (eth + ip + tcp).ljust(64, b"\0")
 
 
-def failing_insn(log: str) -> int | None:
-    """The index of the last instruction the verifier printed before it gave up."""
-    last = None
-    for line in log.splitlines():
-        m = _INSN_LINE.match(line)
-        if m:
-            last = int(m.group(1))
-    return last
-
-
 def load_program(name: str, prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
-                 log_size: int = 1 << 20, **kw: object) -> tuple[int, str]:
+                 log_size: int = 1 << 20, **kw: Any) -> _sys.ProgFd:
     """PROG_LOAD; on a refusal reload with a verifier log and raise VerifierError.
 
     Loading first without a log is cheaper and is how libbpf does it; the log only matters when
-    something is wrong (or when the caller asks for it with log_level > 0).
+    something is wrong (or when the caller asks for it with log_level > 0). `kw` goes to
+    `_sys.prog_load`. The returned ProgFd keeps the log in `.log`.
     """
+    def load(level: int, size: int) -> _sys.ProgFd:
+        return _sys.prog_load(prog_type, insns, license, name=name, log_level=level,
+                              log_size=size, retry_with_log=False, **kw)
+
     try:
-        return bpf.prog_load(prog_type, insns, license, name=name, log_level=log_level,
-                             log_size=log_size if log_level else 0, **kw)
-    except bpf.BpfError as e:
+        return load(log_level, log_size)
+    except VerifierError as e:
         first = e
-    if first.errno not in (errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPERM,
-                           errno.EFAULT, errno.ENOTSUP, errno.EBUSY, errno.ENOENT, errno.ERANGE,
-                           524):
+    if first.errno not in _LOG_WORTHY:
         raise SyscallError(f"loading BPF program {name!r}", first.errno) from None
     level = log_level or 1
     size = max(log_size, 1 << 16)
     while True:
         try:
-            fd, _log = bpf.prog_load(prog_type, insns, license, name=name, log_level=level,
-                                     log_size=size, **kw)
-        except bpf.BpfError as e:
+            # it may load with a log but not without one: then keep it (it is valid)
+            return load(level, size)
+        except VerifierError as e:
             if e.errno == errno.ENOSPC and size < MAX_LOG:
                 size *= 4
                 continue
-            log = getattr(e, "log", "")
             err = first.errno if e.errno == errno.ENOSPC else e.errno
-            if err == errno.EPERM and not log.strip():
+            if err == errno.EPERM and not e.log.strip():
                 raise NotSupportedError(
                     f"loading BPF program {name!r}",
                     "the kernel said EPERM without a verifier log: it needs CAP_BPF (and "
                     "CAP_PERFMON for arenas and tracing), or this kernel does not allow the "
                     f"program type {prog_type} here", errno=err) from None
-            raise VerifierError(name, err, log, failing_insn(log)) from None
-        # it loaded with a log but not without one: keep it (it is valid) and return
-        return fd, _log
+            raise VerifierError(name, err, e.log, failing_insn(e.log)) from None
 
 
-class KernelProgram(Program):
-    """A loaded program; `run` goes through BPF_PROG_TEST_RUN."""
+class KernelProgram(FdObject, Program):
+    """A loaded program owning its Fd; `run` goes through BPF_PROG_TEST_RUN."""
 
     backend = "kernel"
+    kind = "program"
 
-    def __init__(self, fd: int, name: str, section: str, prog_type: int, log: str = "") -> None:
-        self.fd = fd
+    def __init__(self, fd: _sys.Fd, name: str, section: str, prog_type: int,
+                 log: str = "") -> None:
+        super().__init__(fd)
         self.name = name
         self.section = section
         self.prog_type = prog_type
         self.log = log
-        self._closed = False
-
-    def fileno(self) -> int:
-        if self._closed:
-            raise SyscallError(f"program {self.name!r} is closed", errno.EBADF)
-        return self.fd
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            bpf.close(self.fd)
 
     def run(self, ctx: bytes = b"", repeat: int = 1, data: bytes = b"") -> RunResult:
         """Run the program `repeat` times; duration_ns is the mean per run.
@@ -113,24 +97,25 @@ class KernelProgram(Program):
         """
         repeat = max(1, int(repeat))
         ctx, data = bytes(ctx), bytes(data)
+        if self.prog_type in CTX_ONLY and data:
+            raise NotSupportedError("data_in for this program type",
+                                    f"program {self.name!r} takes a context only")
+        fd = self.fileno()
         try:
             if self.prog_type in CTX_ONLY:
-                if data:
-                    raise NotSupportedError("data_in for this program type",
-                                            f"program {self.name!r} takes a context only")
                 t0 = time.perf_counter_ns()
                 for _ in range(repeat):
-                    retval, _d, _c, _o, ctx_after = bpf.prog_test_run(self.fileno(), ctx=ctx)
+                    ctx_after = bytearray(ctx)  # the kernel copies the context back into it
+                    retval = _sys.prog_test_run_ctx_inout(fd, ctx_after)
                 dur = (time.perf_counter_ns() - t0) // repeat
-                return RunResult(retval, dur, ctx_after, b"")
+                return RunResult(retval, dur, bytes(ctx_after), b"")
             if self.prog_type in PACKET_TYPES and not data:
                 data = min_packet()
-            retval, dur, cout, dout, _ = bpf.prog_test_run(
-                self.fileno(), ctx=ctx, data=data, repeat=repeat,
-                ctx_out_size=len(ctx), data_out_size=len(data) + 512 if data else 0)
-            return RunResult(retval, dur, cout, dout)
-        except bpf.BpfError as e:
-            if e.errno in (errno.ENOTSUP, 524):
+            r = _sys.prog_test_run(fd, ctx_in=ctx, ctx_out_size=len(ctx), data_in=data,
+                                   data_out_size=len(data) + 512 if data else 0, repeat=repeat)
+            return RunResult(r.retval, r.duration_ns, r.ctx_out, r.data_out)
+        except SyscallError as e:
+            if e.errno in (errno.ENOTSUP, _sys.ENOTSUPP):
                 raise NotSupportedError(f"BPF_PROG_TEST_RUN for program {self.name!r}",
                                         f"the kernel cannot test-run program type "
                                         f"{self.prog_type}", errno=e.errno) from None

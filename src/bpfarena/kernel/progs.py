@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import struct
 import threading
+from collections.abc import Sequence
 
 from .. import _sys
 from ..errors import ArenaError, NotSupportedError, VerifierError
@@ -41,41 +42,49 @@ def load_syscall_prog(asm: Assembler, name: str, log_level: int = 0) -> _sys.Pro
                           prog_flags=BPF_F_SLEEPABLE, log_level=log_level)
 
 
-def alloc_prog(map_fd: int) -> Assembler:
+_PAGES_ARGS = (("dw", 0), ("w", 8))  # (addr, page count) loaded from ctx
+
+
+def _kfunc_prog(map_fd: int, kfunc: str, args: Sequence[tuple[str, int] | int], *,
+                store_at: int | None = None, returns: bool = False) -> Assembler:
+    """`kfunc(arena, args...)`: each arg is a ctx field (size, offset) or a constant, in R2...
+
+    The kfunc's result is stored at ctx+store_at (if given), and is the program's return value
+    only with `returns` (otherwise the program returns 0).
+    """
     a = Assembler()
-    a.mov64(R6, R1)
-    a.ldx("dw", R2, R6, 0)
-    a.ldx("w", R3, R6, 8)
-    a.ldx("dw", R4, R6, 16)
-    a.mov64(R5, 0)
+    ctx = R1
+    if store_at is not None:
+        a.mov64(R6, R1)  # ctx survives the call in a callee-saved register
+        ctx = R6
+    for reg, arg in zip((R2, R3, R4, R5), args, strict=False):
+        if isinstance(arg, int):
+            a.mov64(reg, arg)
+        else:
+            a.ldx(arg[0], reg, ctx, arg[1])
     a.ld_map_fd(R1, map_fd)
-    a.call_kfunc(kfunc_id(ALLOC))
-    a.stx("dw", R6, R0, 24)
-    a.mov64(R0, 0)
+    a.call_kfunc(kfunc_id(kfunc))
+    if store_at is not None:
+        a.stx("dw", R6, R0, store_at)
+    if not returns:
+        a.mov64(R0, 0)
     a.exit_()
     return a
+
+
+def alloc_prog(map_fd: int) -> Assembler:
+    """ctx (addr hint, page count, node, result): result = alloc(addr, cnt, node, flags 0)."""
+    return _kfunc_prog(map_fd, ALLOC, (*_PAGES_ARGS, ("dw", 16), 0), store_at=24)
 
 
 def free_prog(map_fd: int) -> Assembler:
-    a = Assembler()
-    a.ldx("dw", R2, R1, 0)
-    a.ldx("w", R3, R1, 8)
-    a.ld_map_fd(R1, map_fd)
-    a.call_kfunc(kfunc_id(FREE))
-    a.mov64(R0, 0)
-    a.exit_()
-    return a
+    """ctx (addr, page count): free those pages."""
+    return _kfunc_prog(map_fd, FREE, _PAGES_ARGS)
 
 
 def reserve_prog(map_fd: int) -> Assembler:
-    """Returns the kfunc's int result as the program's return value."""
-    a = Assembler()
-    a.ldx("dw", R2, R1, 0)
-    a.ldx("w", R3, R1, 8)
-    a.ld_map_fd(R1, map_fd)
-    a.call_kfunc(kfunc_id(RESERVE))
-    a.exit_()
-    return a
+    """ctx (addr, page count): returns the kfunc's int result as the program's return value."""
+    return _kfunc_prog(map_fd, RESERVE, _PAGES_ARGS, returns=True)
 
 
 def probe_prog(map_fd: int, n: int = PROBE_BATCH) -> Assembler:

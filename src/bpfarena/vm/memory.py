@@ -204,6 +204,11 @@ class Memory:
                 for b, o, t in p:
                     b[o:o + t] = data[i:i + t]
                     i += t
+                if op == 0xF1 and n == 4:
+                    # x86's 32-bit lock cmpxchg leaves rax alone when it succeeds, and the
+                    # kernel adds no zero-extension for arena cmpxchg: r0 keeps all 64 bits
+                    # (observed on 6.18; a failing one loads eax, which zero-extends)
+                    return None
             return old
         r, o = self._region(base + off, n, "atomic")
         if r.readonly:

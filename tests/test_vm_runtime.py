@@ -1,0 +1,437 @@
+"""The VM's runtime: load-time checks, memory safety, budget, calls, helpers, printk and maps.
+
+Where the kernel has an answer (map semantics, helper results, calls) the same ObjectSpec runs on
+the `backend` fixture; the VM-only behaviour (MemoryFault, BudgetExceeded, InvalidInstruction,
+NotSupportedError) is what the VM promises instead of a verifier.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+import bpfarena
+from bpfarena.errors import (
+    BudgetExceeded,
+    InvalidInstruction,
+    MapError,
+    MemoryFault,
+    NotSupportedError,
+    VMError,
+)
+from bpfarena.isa import asm
+from bpfarena.isa.asm import R0, R1, R2, R3, R4, R6, R7, R10
+from bpfarena.isa.insn import Instruction
+from bpfarena.obj.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
+from bpfarena.vm.loader import load_insns
+
+
+def run_vm(insns, **kw):
+    with load_insns(insns, **kw) as obj:
+        return obj.programs["prog"].run()
+
+
+def spec_with(insns, relocs=(), maps=()):
+    spec = ObjectSpec(maps={m.name: m for m in maps})
+    spec.programs["prog"] = ProgramSpec(name="prog", section="syscall", prog_type=31,
+                                        sleepable=True, insns=list(insns),
+                                        relocations=list(relocs))
+    return spec
+
+
+# --- load-time checks (not the verifier) ------------------------------------------------------
+BAD = {
+    "unknown opcode": [Instruction(0xFF), asm.exit_()],
+    "bad register": [Instruction(0xB7, 11, 0, 0, 1), asm.exit_()],
+    "write to r10": [asm.mov64(R10, 0), asm.exit_()],
+    "jump out of range": [asm.ja(5), asm.exit_()],
+    "jump into ld_imm64": [asm.ja(1), *asm.ld_imm64(R0, 1), asm.exit_()],
+    "falls off the end": [asm.mov64(R0, 0)],
+    "bad cast imm": [asm.addr_space_cast(R1, R1, 2, 1), asm.exit_()],
+    "div by zero imm": [asm.mov64(R0, 1), asm.div64(R0, 0), asm.exit_()],
+    "shift too far": [asm.mov64(R0, 1), asm.lsh32(R0, 32), asm.exit_()],
+    "ld_imm64 cut short": [asm.mov64(R0, 0), asm.exit_(), Instruction(0x18)],
+    "call target outside": [asm.call_local(10), asm.exit_()],
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_malformed_programs_are_refused_at_load(name):
+    insns = BAD[name]
+    with pytest.raises(InvalidInstruction) as e:
+        load_insns(insns, arena_pages=1)
+    assert e.value.insn_index is not None
+    assert 0 <= e.value.insn_index < len(insns) + 1
+
+
+def test_cast_needs_an_arena():
+    with pytest.raises(InvalidInstruction, match="without an arena"):
+        load_insns([asm.cast_kern(R1, R1), asm.exit_()])
+
+
+def test_unknown_helper_and_kfunc_are_named_at_load():
+    with pytest.raises(NotSupportedError, match="tail_call"):
+        load_insns([asm.call_helper(12), asm.exit_()])
+    with pytest.raises(NotSupportedError, match="bpf_obj_new_impl"):
+        load_insns([asm.call_kfunc(0), asm.exit_()],
+                   relocations=[Relocation(0, RelocKind.KFUNC, "bpf_obj_new_impl")])
+
+
+def test_weak_unknown_kfunc_fails_only_when_called():
+    a = asm.Assembler()
+    a.jeq(R1, 0, "skip")
+    a.call_kfunc(0)
+    a.label("skip")
+    a.mov64(R0, 3)
+    a.exit_()
+    relocs = [Relocation(1, RelocKind.KFUNC, "bpf_nope", weak=True)]
+    with load_insns(a.assemble(), relocations=relocs) as obj:
+        assert obj.programs["prog"].run().retval == 3  # ctx is NULL: the call is skipped
+        with pytest.raises(NotSupportedError, match="bpf_nope"):
+            obj.programs["prog"].run(ctx=b"12345678")
+
+
+# --- memory safety and budget ---------------------------------------------------------------------
+def test_wild_pointer_is_a_memory_fault():
+    insns = [*asm.ld_imm64(R1, 0x1234_5678_9ABC_DEF0), asm.ldx("dw", R0, R1, 0), asm.exit_()]
+    with pytest.raises(MemoryFault) as e:
+        run_vm(insns)
+    assert e.value.insn_index == 2
+    assert e.value.address == 0x1234_5678_9ABC_DEF0
+    assert e.value.size == 8
+
+
+def test_stack_overrun_and_null_without_arena():
+    with pytest.raises(MemoryFault) as e:
+        run_vm([asm.mov64(R1, R10), asm.st("dw", R1, 0, 1), asm.exit_()])  # above frame 0
+    assert "stack" in str(e.value)
+    with pytest.raises(MemoryFault):
+        run_vm([asm.mov64(R1, 0), asm.ldx("w", R0, R1, 0), asm.exit_()])  # no arena: NULL
+
+
+def test_read_only_data_refuses_stores():
+    ro = MapSpec(name=".rodata", type=2, key_size=4, value_size=8, max_entries=1,
+                 section=".rodata", data=b"\x07" + bytes(7), readonly=True)
+    insns = [*asm.ld_imm64(R1, 0), asm.ldx("dw", R0, R1, 0), asm.st("dw", R1, 0, 1), asm.exit_()]
+    with pytest.raises(MemoryFault, match="read-only"):
+        run_vm(insns, maps=[ro], relocations=[Relocation(0, RelocKind.MAP_VALUE, ".rodata")])
+
+
+def test_infinite_loop_exhausts_the_budget():
+    insns = [asm.mov64(R0, 0), asm.add64(R0, 1), asm.ja(-2), asm.exit_()]
+    with load_insns(insns, budget=10_000) as obj:
+        with pytest.raises(BudgetExceeded) as e:
+            obj.programs["prog"].run()
+        assert e.value.insn_index == 2
+        with pytest.raises(BudgetExceeded):
+            obj.programs["prog"].run(budget=100)
+
+
+def test_instruction_count():
+    a = asm.Assembler()
+    a.mov64(R0, 0)
+    a.mov64(R1, 10)
+    a.label("top")
+    a.add64(R0, R1)
+    a.sub64(R1, 1)
+    a.jne(R1, 0, "top")
+    a.exit_()
+    res = run_vm(a.assemble())
+    assert res.retval == 55
+    assert res.insns == 2 + 3 * 10 + 1
+
+
+def test_may_goto_leaves_after_its_budget():
+    a = asm.Assembler()
+    a.mov64(R0, 0)
+    a.label("top")
+    a.may_goto("out")
+    a.add64(R0, 1)
+    a.ja("top")
+    a.label("out")
+    a.exit_()
+    assert run_vm(a.assemble()).retval == 8 * 1024 * 1024  # the kernel's BPF_MAX_LOOPS
+
+
+def test_call_depth_is_limited():
+    insns = [asm.call_local(-1), asm.exit_()]  # calls itself
+    with pytest.raises(VMError, match="call depth"):
+        run_vm([asm.call_local(0), asm.exit_(), *insns])
+
+
+# --- calls, frames, helpers (kernel and VM) -----------------------------------------------------
+def _callee_program():
+    """main: r6 = 5; stack[-8] = 100; r0 = f(3, &stack[-8]) + r6 + stack[-8];
+    f(a, p): its own stack[-8] = 7; *p += a; return a * 2 + its stack[-8]."""
+    a = asm.Assembler()
+    a.mov64(R6, 5)
+    a.st("dw", R10, -8, 100)
+    a.mov64(R1, 3)
+    a.mov64(R2, R10)
+    a.add64(R2, -8)
+    a.call_local("f")
+    a.add64(R0, R6)
+    a.ldx("dw", R1, R10, -8)
+    a.add64(R0, R1)
+    a.exit_()
+    a.label("f")
+    a.mov64(R6, 1000)  # callee-saved in the caller: must not leak back
+    a.st("dw", R10, -8, 7)
+    a.ldx("dw", R3, R2, 0)
+    a.add64(R3, R1)
+    a.stx("dw", R2, R3, 0)
+    a.mov64(R0, R1)
+    a.mul64(R0, 2)
+    a.ldx("dw", R4, R10, -8)
+    a.add64(R0, R4)
+    a.exit_()
+    return a.assemble()
+
+
+def test_bpf_to_bpf_calls_have_their_own_frames(backend):
+    with bpfarena.load(spec_with(_callee_program()), backend=backend) as obj:
+        assert obj.programs["prog"].run().retval == (6 + 7) + 5 + 103
+
+
+def test_bpf_loop_with_a_callback(backend):
+    """bpf_loop(10, cb, &ctx, 0): cb(i, ctx) adds i to *ctx and stops after i == 6."""
+    a = asm.Assembler()
+    a.st("dw", R10, -8, 0)
+    a.mov64(R1, 10)
+    a.emit(asm.ld_func(R2, 0))  # fixed below: the callback's offset
+    a.mov64(R3, R10)
+    a.add64(R3, -8)
+    a.mov64(R4, 0)
+    a.call_helper(181)
+    a.ldx("dw", R1, R10, -8)
+    a.lsh64(R0, 16)
+    a.add64(R0, R1)
+    a.exit_()
+    a.label("cb")
+    a.ldx("dw", R3, R2, 0)
+    a.add64(R3, R1)
+    a.stx("dw", R2, R3, 0)
+    a.mov64(R0, 0)
+    a.jne(R1, 6, "more")
+    a.mov64(R0, 1)
+    a.label("more")
+    a.exit_()
+    insns = a.assemble()
+    cb = a.labels["cb"]
+    insns[2] = insns[2].replace(imm=cb - 2 - 1)
+    with bpfarena.load(spec_with(insns), backend=backend) as obj:
+        r = obj.programs["prog"].run().retval
+    assert r >> 16 == 7  # iterations run (the one returning 1 counts)
+    assert r & 0xFFFF == sum(range(7))
+
+
+def test_helpers_basic(backend):
+    a = asm.Assembler()
+    a.call_helper("get_smp_processor_id")
+    a.mov64(R6, R0)
+    a.call_helper("ktime_get_ns")
+    a.mov64(R7, R0)
+    a.call_helper("ktime_get_ns")
+    a.sub64(R0, R7)
+    a.mov64(R1, 1)
+    a.jsge(R0, 0, "mono")  # time does not go backwards
+    a.mov64(R1, 0)
+    a.label("mono")
+    a.mov64(R0, R1)
+    a.exit_()
+    with bpfarena.load(spec_with(a.assemble()), backend=backend) as obj:
+        assert obj.programs["prog"].run().retval == 1
+
+
+def _printk_prog(fmt: bytes, args: list[int]) -> list[Instruction]:
+    """The format on the stack at fp-64, the string "hey" at fp-72 (pass -72 for a %s)."""
+    a = asm.Assembler()
+    for off in range(0, len(fmt), 8):
+        a.emit(asm.ld_imm64(R1, int.from_bytes(fmt[off:off + 8].ljust(8, b"\0"), "little")))
+        a.stx("dw", R10, R1, -64 + off)
+    a.emit(asm.ld_imm64(R1, int.from_bytes(b"hey\0\0\0\0\0", "little")))
+    a.stx("dw", R10, R1, -72)
+    a.mov64(R1, R10)
+    a.add64(R1, -64)
+    a.mov64(R2, len(fmt))
+    for reg, v in zip((R3, R4, asm.R5), args, strict=False):
+        if v == -72:
+            a.mov64(reg, R10)
+            a.add64(reg, -72)
+        else:
+            a.mov64(reg, v)
+    a.call_helper("trace_printk")
+    a.exit_()
+    return a.assemble()
+
+
+def test_trace_printk_output():
+    res = run_vm(_printk_prog(b"n=%d u=%u s=%s!\n\0", [-5, -5, -72]))
+    assert res.output == "n=-5 u=4294967291 s=hey!\n"
+    assert res.retval == len("n=-5 u=4294967291 s=hey!\n")
+    # more conversions than the three arguments: -EINVAL and no output, as the kernel does
+    res = run_vm(_printk_prog(b"%d %d %d %d\0", [1, 2, 3]))
+    assert res.retval == (-errno.EINVAL) & 0xFFFFFFFF
+    assert res.output == ""
+    # a format that is not NUL-terminated within its size
+    res = run_vm(_printk_prog(b"abcdefgh", []))
+    assert res.retval == (-errno.EINVAL) & 0xFFFFFFFF
+
+
+def test_printk_formats():
+    from bpfarena.vm.helpers import format_printk
+    from bpfarena.vm.memory import Memory
+    m = Memory()
+    assert format_printk(b"%lld %llu %llx", [(1 << 64) - 2, (1 << 64) - 2, 255], m) == \
+        "-2 18446744073709551614 ff"
+    assert format_printk(b"%5d|%-4x|%05u", [42, 10, 7], m) == "   42|a   |00007"
+    assert format_printk(b"%c%c", [0x41, 0x142], m) == "AB"
+    assert format_printk(b"%px", [0xdead], m) == "000000000000dead"
+    with pytest.raises(ValueError):
+        format_printk(b"%q", [1], m)
+
+
+# --- maps -----------------------------------------------------------------------------------------
+HASH = MapSpec(name="h", type=1, key_size=4, value_size=8, max_entries=2)
+ARRAY = MapSpec(name="a", type=2, key_size=4, value_size=8, max_entries=4)
+
+
+def _map_prog():
+    """Updates h[1] = 11 (ANY), h[1] again with NOEXIST (-EEXIST), h[2] (EXIST: -ENOENT),
+    h[2], h[3] (full: -E2BIG); a[9] (-E2BIG), a[0] NOEXIST (-EEXIST); delete a[0] (-EINVAL);
+    lookups of h[1] and h[7]. Each result goes to stack slots that are returned as a sum code."""
+    a = asm.Assembler()
+    res = []
+
+    def key(k):
+        a.st("w", R10, -4, k)
+        a.st("dw", R10, -16, k * 11)
+
+    def upd(m, k, flags):
+        key(k)
+        a.emit(asm.ld_imm64(R1, 0))
+        res.append((len(a) - 2, m))
+        a.mov64(R2, R10)
+        a.add64(R2, -4)
+        a.mov64(R3, R10)
+        a.add64(R3, -16)
+        a.mov64(R4, flags)
+        a.call_helper("map_update_elem")
+        a.stx("w", R10, R0, -64 - 4 * len(calls))
+        calls.append(0)
+
+    calls: list[int] = []
+    upd("h", 1, 0)
+    upd("h", 1, 1)
+    upd("h", 2, 2)
+    upd("h", 2, 0)
+    upd("h", 3, 0)
+    upd("a", 9, 0)
+    upd("a", 0, 1)
+    key(0)
+    a.emit(asm.ld_imm64(R1, 0))
+    res.append((len(a) - 2, "a"))
+    a.mov64(R2, R10)
+    a.add64(R2, -4)
+    a.call_helper("map_delete_elem")
+    a.stx("w", R10, R0, -64 - 4 * len(calls))
+    calls.append(0)
+    key(1)
+    a.emit(asm.ld_imm64(R1, 0))
+    res.append((len(a) - 2, "h"))
+    a.mov64(R2, R10)
+    a.add64(R2, -4)
+    a.call_helper("map_lookup_elem")
+    a.mov64(R6, 0)
+    a.jeq(R0, 0, "none")
+    a.ldx("dw", R6, R0, 0)
+    a.label("none")
+    a.mov64(R0, R6)
+    a.exit_()
+    insns = a.assemble()
+    relocs = [Relocation(i, RelocKind.MAP, m) for i, m in res]
+    return insns, relocs, len(calls)
+
+
+def test_map_helpers(backend):
+    insns, relocs, n = _map_prog()
+    # the per-call results live on the stack; copy them into a.[1..] via an exit-time epilogue
+    spec = spec_with(insns, relocs, [HASH, ARRAY])
+    with bpfarena.load(spec, backend=backend) as obj:
+        assert obj.programs["prog"].run().retval == 11
+        h, arr = obj.maps["h"], obj.maps["a"]
+        assert h[1] == (11).to_bytes(8, "little")
+        assert h[2] == (22).to_bytes(8, "little")
+        assert h.lookup(3) is None
+        assert len(h) == 2
+        assert arr[0] == bytes(8)
+        assert len(list(arr.keys())) == 4
+        with pytest.raises(MapError) as e:
+            h.update(3, 33)
+        assert e.value.errno == errno.E2BIG
+        with pytest.raises(MapError) as e:
+            h.update(1, 1, flags=1)
+        assert e.value.errno == errno.EEXIST
+        with pytest.raises(MapError) as e:
+            arr.delete(0)
+        assert e.value.errno == errno.EINVAL
+        assert h.delete(1) is True
+        assert h.delete(1) is False
+        h.update(3, 33)
+        assert sorted(int.from_bytes(k, "little") for k in h.keys()) == [2, 3]
+
+
+def test_map_helper_return_codes():
+    insns, relocs, n = _map_prog()
+    # read back the per-call results from the stack through a probe: run in the VM, inspect
+    with load_insns(insns, maps=[HASH, ARRAY], relocations=relocs) as obj:
+        prog = obj.programs["prog"]
+        prog.run()
+        stk = prog.machine.stack.buf
+        top = len(stk)
+        got = [int.from_bytes(stk[top - 64 - 4 * i:top - 60 - 4 * i], "little", signed=True)
+               for i in range(n)]
+    assert got == [0, -errno.EEXIST, -errno.ENOENT, 0, -errno.E2BIG, -errno.E2BIG, -errno.EEXIST,
+                   -errno.EINVAL]
+
+
+def test_hash_value_pointer_survives_replacement():
+    """A preallocated hash replaces an element by taking a fresh one: an old value pointer
+    still sees the old bytes (kernel hashtab semantics)."""
+    from bpfarena.vm.maps import VMMap
+    from bpfarena.vm.memory import Memory
+    mem = Memory()
+    m = VMMap(mem, 0, "h", 1, 4, 8, 4)
+    m.update(1, 5)
+    p = m.value_addr((1).to_bytes(4, "little"))
+    m.update(1, 6)
+    assert mem.load(p, 8) == 5
+    assert m[1] == (6).to_bytes(8, "little")
+
+
+def test_lru_hash_evicts_the_oldest():
+    from bpfarena.vm.maps import VMMap
+    from bpfarena.vm.memory import Memory
+    m = VMMap(Memory(), 0, "l", 9, 4, 8, 2)
+    m.update(1, 1)
+    m.update(2, 2)
+    m.value_addr((1).to_bytes(4, "little"))  # a lookup makes 1 recent
+    m.update(3, 3)
+    assert sorted(int.from_bytes(k, "little") for k in m.keys()) == [1, 3]
+
+
+def test_globals_and_context(backend):
+    data = MapSpec(name=".data", type=2, key_size=4, value_size=8, max_entries=1,
+                   section=".data", data=(41).to_bytes(8, "little"))
+    insns = [*asm.ld_imm64(R1, 0), asm.ldx("dw", R0, R1, 0), asm.add64(R0, 1),
+             asm.stx("dw", R1, R0, 0), asm.exit_()]
+    spec = spec_with(insns, [Relocation(0, RelocKind.MAP_VALUE, ".data")], [data])
+    with bpfarena.load(spec, backend=backend) as obj:
+        assert obj.programs["prog"].run().retval == 42
+        assert obj.maps[".data"][0] == (42).to_bytes(8, "little")
+    ctx_prog = [asm.ldx("w", R0, R1, 4), asm.st("w", R1, 0, 9), asm.exit_()]
+    with bpfarena.load(spec_with(ctx_prog), backend=backend) as obj:
+        res = obj.programs["prog"].run(ctx=(1).to_bytes(4, "little") + (77).to_bytes(4, "little"))
+        assert res.retval == 77
+        assert res.ctx_out[:4] == (9).to_bytes(4, "little")
