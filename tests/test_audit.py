@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import platform
+import random
 import struct
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import bpfarena
 from bpfarena.errors import (
     ArenaError,
     BPFError,
+    CompileError,
     MemoryFault,
     ObjectError,
     VerifierError,
@@ -28,6 +31,8 @@ from bpfarena.errors import (
 PAGE = 4096
 U64 = (1 << 64) - 1
 ROOT = Path(__file__).resolve().parent.parent
+PROGS = ROOT / "tests" / "progs"
+MULTIARCH = Path(f"/usr/include/{platform.machine()}-linux-gnu")
 
 
 def _s64(v: int) -> int:
@@ -442,8 +447,9 @@ def test_truncated_object_raises_bpf_errors_only(bpf_obj, tmp_path, backend):
 
 
 def _patch_symbol_value(data: bytes, name: str, value: int) -> bytes:
-    from elftools.elf.elffile import ELFFile
     import io
+
+    from elftools.elf.elffile import ELFFile
 
     elf = ELFFile(io.BytesIO(data))
     symtab = elf.get_section_by_name(".symtab")
@@ -510,6 +516,109 @@ def test_vm_memory_fault_has_context(bpf_obj):
         if isinstance(e, MemoryFault):
             assert e.insn_index is not None and e.address is not None
             assert e.size == 8 and e.region
+
+
+# --- programs written against libbpf's headers, -mcpu=v4, other map names ---------------------------
+def _build(build_dir, name: str, **kw) -> Path:
+    return Path(bpfarena.compile(PROGS / name, output_dir=build_dir, **kw))
+
+
+@pytest.fixture
+def libbpf_obj(build_dir, backend):
+    path = _build(build_dir, "audit_libbpf.bpf.c", include_dirs=[MULTIARCH])
+    with bpfarena.load(path, backend=backend) as obj:
+        yield obj
+
+
+def test_cc_compiles_programs_that_include_linux_bpf_h(build_dir):
+    # <linux/bpf.h> needs <asm/types.h>, which Debian keeps under /usr/include/<multiarch>
+    try:
+        _build(build_dir, "audit_vprintk.bpf.c")
+    except CompileError as e:
+        pytest.fail(f"bpfarena.compile cannot build a libbpf-style program: {e.stderr[-300:]}")
+
+
+def test_libbpf_style_object(libbpf_obj):
+    obj = libbpf_obj
+    a = obj.arena
+    assert a.user_vm_start == (1 << 44) | (0xFFFFFFFF - 2 * PAGE * 5 + 1)
+    g = a.globals
+    assert g["sum64"] == 1 << 40 and g["after_big"] == -2
+    assert obj.globals["names"] == ["zero", "one", "two"]
+    assert obj.globals["custom_data"] == 17
+    assert obj.globals["ro_knob"] == 3
+    r = obj.programs["fill"].run()
+    assert r.retval == (-2) & 0xFFFFFFFF
+    out = obj.globals["out"]
+    assert out[0] == g.address("big") + 4999
+    assert out[1] == g.address("after_big")
+    assert out[2] == 12345  # the missing __weak kfunc resolved to NULL
+    assert g["sum64"] == (1 << 40) + 20
+    big = a.read(g.address("big"), 5000)
+    assert big[0:1] == b"z" and big[1000:1001] == b"o" and big[2000:2001] == b"t"
+    assert big[4999:] == b"Z"
+
+
+def test_libbpf_style_alloc_free_flags(libbpf_obj):
+    obj = libbpf_obj
+    a = obj.arena
+    assert obj.programs["edge_alloc"].run().retval == 0
+    out = obj.globals["out"]
+    assert a.user_vm_start <= out[3] < a.user_vm_end
+    assert out[4] == 0  # flags != 0: NULL
+    assert out[5] == 0  # freed through an unaligned pointer: rounded down, reads 0
+    assert a.read(out[3], 1) == b"\0"
+
+
+def test_percpu_array_shape_matches_kernel(libbpf_obj):
+    obj = libbpf_obj
+    obj.programs["edge_alloc"].run()
+    v = obj.maps["pcpu"].lookup(0)
+    # the kernel back end gives one value per possible CPU: the VM must give the same shape
+    assert isinstance(v, list), f"per-CPU lookup gave {type(v).__name__}, not a list per CPU"
+    assert len(v) == os.cpu_count()
+    assert sum(int.from_bytes(x, "little") for x in v) == 1
+
+
+def test_tc_program_with_arena_globals(libbpf_obj):
+    obj = libbpf_obj
+    g = obj.arena.globals
+    assert obj.programs["tc_arena"].run(data=bytes(64)).retval == 7
+    assert g["sum64"] == (1 << 40) + 64
+    assert obj.programs["tc_arena"].run(data=bytes(100), repeat=3).retval == 7
+    assert g["sum64"] == (1 << 40) + 64 + 300
+
+
+def test_bpf_printk_with_four_args_vprintk(build_dir, backend):
+    path = _build(build_dir, "audit_vprintk.bpf.c", include_dirs=[MULTIARCH])
+    with bpfarena.load(path, backend=backend) as obj:
+        r = obj.programs["vprintk"].run()
+        assert r.retval == 0
+        if backend == "vm":
+            assert r.output == "v 1 2 3 4\nthree 5 6 7\n"
+
+
+def test_cpu_v4_instructions_on_arena(build_dir, backend):
+    path = _build(build_dir, "audit_v4.bpf.c", cpu="v4")
+    with bpfarena.load(path, backend=backend) as obj:
+        assert obj.programs["v4ops"].run().retval == (-5) & 0xFFFFFFFF
+        out = obj.globals["out"]
+        assert out == [-5, -300, -70000, -3, -2, -3, -2, 0x0807060504030201, 0x08070605, -128, 0,
+                       0]
+
+
+def test_weak_arena_map_with_other_name(bpf_obj, backend):
+    with bpfarena.load(bpf_obj("audit_named.bpf.c"), backend=backend) as obj:
+        a = obj.arena
+        assert a.max_pages == 8
+        assert obj.programs["one"].run().retval == 3
+        assert obj.programs["two"].run().retval == 41
+        g = a.globals
+        assert g["tail"] == 100
+        t = g["table"]
+        assert len(t) == 1024 and t[0] == 1 and t[1023] == 2
+        assert a.read_u64(t[5]) == 41
+        assert a.resident_pages() == 4  # three pages of globals, one allocated
 
 
 # --- the standalone Arena -------------------------------------------------------------------------------
@@ -590,6 +699,74 @@ def test_arena_best_fit(backend):
         assert a.alloc_pages(4) == s + 2 * PAGE
         with pytest.raises(ArenaError):
             a.alloc_pages(2)
+
+
+def test_resident_pages_has_no_side_effects(backend):
+    # counting pages must not change where the next allocation lands (the kernel's best fit takes
+    # the most recently inserted of equal-size free runs: here the run a hint just shrank)
+    for probe in (False, True):
+        with bpfarena.Arena(pages=64, backend=backend) as a:
+            s = a.user_vm_start
+            a.alloc_pages(1, addr=s + 60 * PAGE)
+            a.alloc_pages(3, addr=s + 54 * PAGE)
+            if probe:
+                assert a.resident_pages() == 4
+            assert a.alloc_pages(2) == s + 57 * PAGE, f"resident_pages() called: {probe}"
+
+
+def _page_ops(seed: int, n: int = 200, pages: int = 64) -> list[tuple]:
+    rnd = random.Random(seed)
+    ops: list[tuple] = []
+    for _ in range(n):
+        k = rnd.random()
+        if k < 0.35:
+            ops.append(("alloc", rnd.choice([1, 1, 1, 2, 3, 5, 8, 70, 0]), None,
+                        rnd.choice([-1, -1, 0])))
+        elif k < 0.5:
+            ops.append(("alloc", rnd.choice([1, 2, 3]),
+                        rnd.randrange(pages + 2) * PAGE + rnd.choice([0, 0, 0, 5]), -1))
+        elif k < 0.8:
+            ops.append(("free", rnd.randrange(pages + 2) * PAGE + rnd.choice([0, 0, 100]),
+                        rnd.choice([1, 1, 2, 4, 0, 100])))
+        elif k < 0.9:
+            ops.append(("reserve", rnd.randrange(pages + 2) * PAGE + rnd.choice([0, 0, 7]),
+                        rnd.choice([0, 1, 2, 3])))
+        else:
+            ops.append(("touch", rnd.randrange(pages) * PAGE))
+    return ops
+
+
+def _apply(backend: str, start: int, ops: list[tuple], low32: bool) -> tuple[list, int, bytes]:
+    out = []
+    with bpfarena.Arena(pages=64, backend=backend, user_vm_start=start) as a:
+        for op in ops:
+            try:
+                if op[0] == "alloc":
+                    addr = None if op[2] is None else a.user_vm_start + op[2]
+                    if addr is not None and low32:
+                        addr &= 0xFFFFFFFF  # the kfunc only looks at the low 32 bits
+                    r = a.alloc_pages(op[1], addr=addr, node=op[3]) - a.user_vm_start
+                elif op[0] == "free":
+                    r = a.free_pages(a.user_vm_start + op[1], op[2])
+                elif op[0] == "reserve":
+                    r = a.reserve_pages(a.user_vm_start + op[1], op[2])
+                else:
+                    r = a.read(a.user_vm_start + op[1], 1)
+            except ArenaError as e:
+                r = ("error", e.errno)
+            out.append(r)
+        return out, a.resident_pages(), a.read(a.user_vm_start, a.size)
+
+
+def test_random_page_operations_match_kernel(kernel):
+    with bpfarena.Arena(pages=64, backend="kernel") as a:
+        start = a.user_vm_start
+    for seed in range(16):
+        ops = _page_ops(seed)
+        k = _apply("kernel", start, ops, low32=bool(seed & 1))
+        v = _apply("vm", start, ops, low32=bool(seed & 1))
+        assert v[0] == k[0], f"seed {seed}"
+        assert v[1:] == k[1:], f"seed {seed}"
 
 
 def test_arena_segv_on_fault_from_python(backend):

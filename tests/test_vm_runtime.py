@@ -48,7 +48,7 @@ BAD = {
     "jump out of range": [asm.ja(5), asm.exit_()],
     "jump into ld_imm64": [asm.ja(1), *asm.ld_imm64(R0, 1), asm.exit_()],
     "falls off the end": [asm.mov64(R0, 0)],
-    "bad cast imm": [asm.addr_space_cast(R1, R1, 2, 1), asm.exit_()],
+    "bad cast imm": [Instruction(0xBF, 1, 1, 1, 0x20001), asm.exit_()],
     "div by zero imm": [asm.mov64(R0, 1), asm.div64(R0, 0), asm.exit_()],
     "shift too far": [asm.mov64(R0, 1), asm.lsh32(R0, 32), asm.exit_()],
     "ld_imm64 cut short": [asm.mov64(R0, 0), asm.exit_(), Instruction(0x18)],
@@ -157,7 +157,7 @@ def test_may_goto_leaves_after_its_budget():
 def test_call_depth_is_limited():
     insns = [asm.call_local(-1), asm.exit_()]  # calls itself
     with pytest.raises(VMError, match="call depth"):
-        run_vm([asm.call_local(0), asm.exit_(), *insns])
+        run_vm([asm.call_local(1), asm.exit_(), *insns])
 
 
 # --- calls, frames, helpers (kernel and VM) -----------------------------------------------------
@@ -194,8 +194,11 @@ def test_bpf_to_bpf_calls_have_their_own_frames(backend):
         assert obj.programs["prog"].run().retval == (6 + 7) + 5 + 103
 
 
-def test_bpf_loop_with_a_callback(backend):
-    """bpf_loop(10, cb, &ctx, 0): cb(i, ctx) adds i to *ctx and stops after i == 6."""
+def test_bpf_loop_with_a_callback():
+    """bpf_loop(10, cb, &ctx, 0): cb(i, ctx) adds i to *ctx and stops after i == 6.
+
+    VM only: the kernel wants BTF func_info for callbacks, which a hand-built spec lacks
+    (tests/progs/ex_helpers.bpf.c runs bpf_loop on both back ends)."""
     a = asm.Assembler()
     a.st("dw", R10, -8, 0)
     a.mov64(R1, 10)
@@ -220,7 +223,7 @@ def test_bpf_loop_with_a_callback(backend):
     insns = a.assemble()
     cb = a.labels["cb"]
     insns[2] = insns[2].replace(imm=cb - 2 - 1)
-    with bpfarena.load(spec_with(insns), backend=backend) as obj:
+    with bpfarena.load(spec_with(insns), backend="vm") as obj:
         r = obj.programs["prog"].run().retval
     assert r >> 16 == 7  # iterations run (the one returning 1 counts)
     assert r & 0xFFFF == sum(range(7))
@@ -355,8 +358,7 @@ def _map_prog():
 
 
 def test_map_helpers(backend):
-    insns, relocs, n = _map_prog()
-    # the per-call results live on the stack; copy them into a.[1..] via an exit-time epilogue
+    insns, relocs, _n = _map_prog()
     spec = spec_with(insns, relocs, [HASH, ARRAY])
     with bpfarena.load(spec, backend=backend) as obj:
         assert obj.programs["prog"].run().retval == 11
@@ -384,7 +386,7 @@ def test_map_helpers(backend):
 
 def test_map_helper_return_codes():
     insns, relocs, n = _map_prog()
-    # read back the per-call results from the stack through a probe: run in the VM, inspect
+    # the per-call return codes stay on the VM's stack after the run: read them there
     with load_insns(insns, maps=[HASH, ARRAY], relocations=relocs) as obj:
         prog = obj.programs["prog"]
         prog.run()

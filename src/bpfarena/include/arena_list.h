@@ -39,7 +39,7 @@ typedef struct arena_list_head __arena arena_list_head_t;
 #define arena_list_entry_safe(ptr, type, member)                                           \
 	({                                                                                 \
 		arena_list_node_t *___p = (ptr);                                           \
-		___p ? arena_list_entry(___p, type, member) : (type __arena *)0;           \
+		___p ? arena_list_entry(___p, type, member) : 0;                           \
 	})
 
 static inline bool arena_list_empty(arena_list_head_t *h)
@@ -80,15 +80,24 @@ static inline void arena_list_del(arena_list_node_t *n)
 	*(arena_list_node_t * __arena * volatile __arena *)&n->pprev = NULL;
 }
 
+/* the object of pos's type that holds node `ptr` (NULL stays NULL); pos's type already carries
+ * __arena, so cast to typeof(pos) rather than adding the qualifier again */
+#define __arena_list_pos(ptr, pos, member)                                                 \
+	({                                                                                 \
+		arena_list_node_t *___n = (ptr);                                           \
+		___n ? (typeof(pos))((char __arena *)___n - offsetof(typeof(*(pos)), member))   \
+		     : (typeof(pos))0;                                                      \
+	})
+
 /*
  * for (pos over every object of type typeof(*pos) linked through `member` from head), at most
  * `max` steps. The bound keeps the verifier happy (it unrolls the loop, so keep it modest: a few
  * thousand at most); walk long lists with bpf_loop and arena_list_next() instead.
  */
 #define arena_list_for_each_entry_bounded(pos, head, member, max)                          \
-	for (int ___i = ((pos) = arena_list_entry_safe((head)->first, typeof(*(pos)), member), 0); \
+	for (int ___i = ((pos) = __arena_list_pos((head)->first, pos, member), 0);            \
 	     (pos) && ___i < (max);                                                        \
-	     (pos) = arena_list_entry_safe((pos)->member.next, typeof(*(pos)), member), ___i++)
+	     (pos) = __arena_list_pos((pos)->member.next, pos, member), ___i++)
 
 #ifndef ARENA_LIST_MAX_WALK
 #define ARENA_LIST_MAX_WALK 1024
