@@ -94,10 +94,11 @@ class GenConfig:
     # (it keeps the old value, or a kernel address for narrow loads); see docs/benchmarks.md
     arena_load_acquire: bool = False
     arena_store_release: bool = True
-    # a 32-bit cmpxchg on arena memory that succeeds leaves all of r0 as it was on this kernel
-    # (x86 JIT; on the stack r0 is zero-extended as the ISA says): by default r0 is made a
-    # 32-bit value first (w0 = w0), so the outcome does not depend on that quirk
-    cmpxchg32_arena_r0_upper: bool = False
+    # a 32-bit cmpxchg that succeeds does not write r0 on x86, so r0 is zero-extended only by
+    # the zext the verifier inserts after it, and the verifier leaves that out where it pruned
+    # the path that reads r0 as 64 bits (always on arena memory, sometimes on the stack): by
+    # default r0 is made a 32-bit value first (w0 = w0), so the outcome does not depend on it
+    cmpxchg32_r0_upper: bool = False
     # a 32-bit fetch-add/xchg on arena memory that faults leaves its register as it was, upper
     # half included, but the verifier assumes a 32-bit result and prunes branches by it (a
     # kernel bug): by default the register is made a 32-bit value first
@@ -509,7 +510,11 @@ class _Gen:
         off = -r.randrange(1, self.stack_size // size + 1) * size
         op = r.choice((ADD, OR, AND, XOR, ADD | A_FETCH, OR | A_FETCH, AND | A_FETCH,
                        XOR | A_FETCH, A_XCHG, A_CMPXCHG))
-        return Snippet([(STX | ATOMIC | SIZES[size], FP, reg, off, op)], what="stack atomic")
+        pre: list[Raw] = []
+        if op == A_CMPXCHG and size == 4 and not self.cfg.cmpxchg32_r0_upper:
+            pre.append((ALU | MOV | X, 0, 0, 0, 0))
+        return Snippet(pre + [(STX | ATOMIC | SIZES[size], FP, reg, off, op)],
+                       what="stack atomic")
 
     def arena_off(self, align: int) -> int:
         r = self.r
@@ -553,7 +558,7 @@ class _Gen:
         size = r.choice((4, 8))
         off = self.arena_off(size)
         op = r.choice((ADD, OR, AND, XOR, ADD | A_FETCH, A_XCHG, A_CMPXCHG))
-        if op == A_CMPXCHG and size == 4 and not self.cfg.cmpxchg32_arena_r0_upper:
+        if op == A_CMPXCHG and size == 4 and not self.cfg.cmpxchg32_r0_upper:
             pre.append((ALU | MOV | X, 0, 0, 0, 0))
         if op in (ADD | A_FETCH, A_XCHG) and size == 4 and not self.cfg.fetch32_arena_upper:
             pre.append((ALU | MOV | X, reg, reg, 0, 0))
@@ -649,10 +654,30 @@ def object_spec(progs: list[GenProgram], npages: int | None = None, map_extra: i
 
 
 def programs(cfg: GenConfig | None = None) -> Any:
-    """A hypothesis strategy of GenProgram (every choice is a hypothesis draw)."""
+    """A hypothesis strategy of GenProgram: every choice of the generator is a hypothesis draw.
+
+    A program takes several hundred draws, so an example holds at most two of these before
+    hypothesis's per-example data limit makes it invalid; `batches` adds seeded programs."""
     from hypothesis import strategies as st
 
     return st.builds(lambda rng: generate(rng, cfg), st.randoms(use_true_random=False))
+
+
+def seeded_programs(cfg: GenConfig | None = None) -> Any:
+    """A hypothesis strategy of GenProgram from a drawn seed (one draw per program)."""
+    from hypothesis import strategies as st
+
+    return st.builds(lambda s: seeded(s, cfg), st.integers(0, (1 << 63) - 1))
+
+
+def batches(cfg: GenConfig | None = None, drawn: int = 2, seeded_: int = 18) -> Any:
+    """Lists of `drawn` fully hypothesis-drawn programs plus `seeded_` seeded ones, to load as
+    one object (loading an object costs far more than one more program in it)."""
+    from hypothesis import strategies as st
+
+    return st.tuples(st.lists(programs(cfg), min_size=drawn, max_size=drawn),
+                     st.lists(seeded_programs(cfg), min_size=seeded_, max_size=seeded_)
+                     ).map(lambda t: t[0] + t[1])
 
 
 # --- running a program on both back ends ------------------------------------------------------

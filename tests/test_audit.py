@@ -22,7 +22,9 @@ import bpfarena
 from bpfarena.errors import (
     ArenaError,
     BPFError,
+    BudgetExceeded,
     CompileError,
+    InvalidInstruction,
     MemoryFault,
     ObjectError,
     VerifierError,
@@ -202,6 +204,53 @@ def test_list_built_in_python_walked_in_bpf(core):
     assert core.programs["walk_list"].run().retval == sum(i * 3 * (i + 1) for i in range(10))
 
 
+def test_python_free_is_seen_by_bpf(core):
+    a = core.arena
+    assert core.programs["build_list"].run().retval == 5
+    head = a.globals["g_head"]
+    a.free_pages(head & ~(PAGE - 1), 1)
+    assert a.read(head, 16) == bytes(16)
+    # the head still points into the freed page: BPF reads zeros there and the walk stops
+    assert core.programs["walk_list"].run().retval == 0
+
+
+def test_bpf_free_zaps_user_views(core):
+    a = core.arena
+    p = a.alloc_pages(1)
+    a.write(p, b"userdata")
+    arr = a.numpy("u1", p, 8)
+    mv = a.memoryview()
+    off = p - a.user_vm_start
+    core.globals["bss_ptr2"] = p
+    assert core.programs["free_at"].run().retval == 0
+    assert core.globals["res"][0] == 0
+    assert arr.tolist() == [0] * 8  # the page is gone from every user view
+    assert bytes(mv[off:off + 8]) == bytes(8)
+    assert a.read(p, 8) == bytes(8)  # (and these reads faulted a fresh zeroed page in)
+    core.programs["alloc_at"].run()
+    assert core.globals["res"][1] == 0  # the user fault made the page busy again
+    del arr
+    mv.release()
+    core.programs["free_at"].run()
+    core.programs["alloc_at"].run()
+    assert core.globals["res"][1] == p
+
+
+def test_open_by_map_id_sees_loaded_object(bpf_obj, kernel):
+    core = bpfarena.load(bpf_obj("audit_core.bpf.c"), backend="kernel")
+    a = core.arena
+    addr = a.globals.address("g_int")
+    code = (f"import bpfarena\n"
+            f"b = bpfarena.Arena.open(map_id={a.map_id})\n"
+            f"assert b.user_vm_start == {a.user_vm_start}\n"
+            f"assert b.read({addr}, 4) == (1234).to_bytes(4, 'little')\n"
+            f"b.write({addr}, (77).to_bytes(4, 'little'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert a.globals["g_int"] == 77
+    core.close()
+
+
 # --- atomics ---------------------------------------------------------------------------------------
 def test_atomics_on_arena_memory(core):
     assert core.programs["atomics"].run().retval == 0
@@ -303,6 +352,16 @@ def test_ctx_larger_than_u16_is_refused(misc):
 def test_same_maps_on_both_backends(misc):
     # the Collection API is the same on both back ends: the kernel lists the arena map too
     assert {"arena", "arr", "h", "locked", ".bss", ".data", ".rodata"} <= set(misc.maps)
+
+
+def test_arena_map_syscall_ops_errnos(misc):
+    # as bpf(2) answers them on this kernel (through the Map API: zero-size key and value)
+    m = misc.maps["arena"]
+    for op, err in ((lambda: m.lookup(0), errno.EINVAL), (lambda: m.update(0, b""), errno.EINVAL),
+                    (lambda: m.delete(0), errno.EINVAL), (lambda: list(m.keys()), errno.EOPNOTSUPP)):
+        with pytest.raises(BPFError) as ei:
+            op()
+        assert ei.value.errno == err
 
 
 # --- flags and placement ---------------------------------------------------------------------------
@@ -410,12 +469,122 @@ def test_verifier_error_contract(bpf_obj, kernel):
         bpfarena.load(bpf_obj("audit_bad.bpf.c"), backend="kernel")
     e = ei.value
     assert e.program == "bad_stack"
+    assert e.insn_index == 7
     assert e.errno in (errno.EACCES, errno.EINVAL)
     assert "fp pointer" in e.log or "invalid" in e.log
     assert "bad_stack" in str(e)
     last = e.log.rstrip("\n").splitlines()[-1]
     assert last in str(e)  # str() shows the tail
     assert isinstance(e, BPFError)
+
+
+def test_verifier_error_names_instruction(bpf_obj, kernel, tmp_path):
+    # an unknown opcode patched into the first program
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    data = bytearray(Path(bpf_obj("audit_core.bpf.c")).read_bytes())
+    sec = ELFFile(io.BytesIO(bytes(data))).get_section_by_name("syscall")
+    data[sec["sh_offset"] + 8 * 3] = 0xFF
+    p = tmp_path / "badop.o"
+    p.write_bytes(bytes(data))
+    with pytest.raises(VerifierError) as ei:
+        bpfarena.load(p, backend="kernel")
+    assert ei.value.program == "read_init"
+    assert "unknown opcode ff" in ei.value.log
+    with pytest.raises(InvalidInstruction) as ei2:
+        bpfarena.load(p, backend="vm")
+    assert ei2.value.insn_index == 3 and ei2.value.program == "read_init"
+
+
+def test_bad_relocations_are_object_errors_with_context(bpf_obj, tmp_path):
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    data = Path(bpf_obj("audit_core.bpf.c")).read_bytes()
+    rel = ELFFile(io.BytesIO(data)).get_section_by_name(".relsyscall")
+    for r_offset in (8, 10**6, 4):  # not an ld_imm64, past the code, not on an instruction
+        b = bytearray(data)
+        struct.pack_into("<Q", b, rel["sh_offset"], r_offset)
+        p = tmp_path / "badrel.o"
+        p.write_bytes(bytes(b))
+        with pytest.raises(ObjectError) as ei:
+            bpfarena.ObjectSpec.from_file(p)
+        assert ei.value.section == "syscall" and ei.value.symbol and ei.value.insn_index is not None
+    b = bytearray(data)
+    struct.pack_into("<Q", b, rel["sh_offset"] + 8, (9999 << 32) | 1)  # no such symbol
+    p.write_bytes(bytes(b))
+    with pytest.raises(ObjectError) as ei:
+        bpfarena.ObjectSpec.from_file(p)
+    assert ei.value.section == ".relsyscall"
+
+
+def test_vm_budget_stops_runaway_loop(bpf_obj):
+    with bpfarena.load(bpf_obj("audit_spin.bpf.c"), backend="vm", budget=100_000) as obj:
+        with pytest.raises(BudgetExceeded) as ei:
+            obj.programs["spin"].run()
+        assert ei.value.program == "spin"
+
+
+def test_kernel_refuses_runaway_loop(bpf_obj, kernel):
+    with pytest.raises(VerifierError):
+        bpfarena.load(bpf_obj("audit_spin.bpf.c"), backend="kernel")
+
+
+def test_without_privileges(bpf_obj):
+    # no capabilities: the kernel back end says what is missing, auto takes the VM and works
+    path = bpf_obj("audit_core.bpf.c")
+    code = (
+        "import bpfarena\n"
+        "from bpfarena.errors import NotSupportedError\n"
+        "try:\n"
+        "    bpfarena.Arena(4, backend='kernel')\n"
+        "    raise SystemExit('kernel arena created without CAP_BPF')\n"
+        "except NotSupportedError as e:\n"
+        "    assert 'CAP_BPF' in str(e), e\n"
+        "assert bpfarena.features()['arena_map'] is False\n"
+        f"o = bpfarena.load({str(path)!r}, backend='auto')\n"
+        "assert o.backend == 'vm'\n"
+        "assert o.programs['atomics'].run().retval == 0\n"
+        "assert o.arena.globals['at64'] == 15\n"
+        "o.close()\n"
+        "print('ok')\n")
+    r = subprocess.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable,
+                        "-c", code], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, BPFARENA_QUIET="1"))
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+def test_vm_arena_shared_with_numpy_and_second_process(bpf_obj):
+    with bpfarena.load(bpf_obj("audit_core.bpf.c"), backend="vm") as obj:
+        a = obj.arena
+        obj.programs["casts"].run()
+        p = obj.globals["res"][1]
+        arr = a.numpy("<u8", p, 4)
+        assert arr.tolist()[:2] == [5, 6]
+        a.write_u64(p + 16, 77)
+        assert int(arr[2]) == 77  # zero copy
+        off = p - a.user_vm_start
+        code = (f"import mmap; m = mmap.mmap({a.fd}, {a.size}, mmap.MAP_SHARED)\n"
+                f"assert m[{off}] == 5\n"
+                f"m[{off} + 100] = 0x42\n")
+        r = subprocess.run([sys.executable, "-c", code], pass_fds=[a.fd], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert a.read(p + 100, 1) == b"\x42"
+
+
+def test_cc_says_what_to_install_without_clang(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "bpfarena", "cc",
+                        str(PROGS / "audit_misc.bpf.c"), "-o", str(tmp_path / "x.o")],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, BPFARENA_CLANG="clang-does-not-exist-19",
+                                PATH="/nonexistent"))
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    assert "clang" in r.stderr and "install" in r.stderr
 
 
 def test_object_errors_for_garbage(tmp_path, backend):
@@ -472,6 +641,39 @@ def test_map_symbol_with_absurd_value_is_an_object_error(bpf_obj, tmp_path, back
         bpfarena.load(p, backend=backend).close()
     except BPFError:
         pass
+
+
+def _rename_strtab_symbol(data: bytes, old: bytes, new: bytes) -> bytes:
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    st = ELFFile(io.BytesIO(data)).get_section_by_name(".strtab")
+    lo, hi = st["sh_offset"], st["sh_offset"] + st["sh_size"]
+    i = data.find(old + b"\0", lo, hi)
+    assert i >= 0 and len(new) <= len(old)
+    out = bytearray(data)
+    out[i:i + len(old)] = new.ljust(len(old), b" ")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("new", [b'=1;print("PWNED");y', b"bpf_arena_free_page\x02"],
+                         ids=["code", "unprintable"])
+def test_symbol_names_cannot_inject_python(build_dir, tmp_path, capfd, backend, new):
+    # the VM turns programs into Python source: a kfunc extern's name from the object must never
+    # become code (found by fuzzing: a corrupted name gave SyntaxError; a crafted one runs)
+    data = _build(build_dir, "audit_libbpf.bpf.c", include_dirs=[MULTIARCH]).read_bytes()
+    p = tmp_path / "renamed.o"
+    p.write_bytes(_rename_strtab_symbol(data, b"bpf_arena_free_pages", new))
+    try:
+        with bpfarena.load(p, backend=backend) as obj:
+            try:
+                obj.programs["edge_alloc"].run()
+            except BPFError:
+                pass
+    except BPFError:
+        pass
+    assert "PWNED" not in capfd.readouterr().out
 
 
 def test_run_after_close_is_a_bpf_error(bpf_obj, backend):
@@ -589,6 +791,16 @@ def test_tc_program_with_arena_globals(libbpf_obj):
     assert g["sum64"] == (1 << 40) + 64 + 300
 
 
+def test_tc_packet_shorter_than_ethernet_header_is_refused(libbpf_obj):
+    with pytest.raises(BPFError):
+        libbpf_obj.programs["tc_arena"].run(data=bytes(10))  # kernel: EINVAL (< ETH_HLEN)
+
+
+def test_syscall_program_repeat_runs_it_repeat_times(core):
+    assert core.programs["atomics"].run(ctx=b"", repeat=3).retval == 0
+    assert core.arena.globals["at64"] == 10 + 5 * 3
+
+
 def test_bpf_printk_with_four_args_vprintk(build_dir, backend):
     path = _build(build_dir, "audit_vprintk.bpf.c", include_dirs=[MULTIARCH])
     with bpfarena.load(path, backend=backend) as obj:
@@ -605,6 +817,88 @@ def test_cpu_v4_instructions_on_arena(build_dir, backend):
         out = obj.globals["out"]
         assert out == [-5, -300, -70000, -3, -2, -3, -2, 0x0807060504030201, 0x08070605, -128, 0,
                        0]
+
+
+def test_alu_corner_cases_as_the_kernel_defines_them(build_dir, backend):
+    path = _build(build_dir, "audit_alu.bpf.c", cpu="v4")
+    with bpfarena.load(path, backend=backend) as obj:
+        obj.programs["alu"].run()
+        obj.programs["alu32"].run()
+        a = 0x8000000000000001
+        assert obj.globals["out"] == [
+            2, a >> 1, 0xC000000000000000, a, 0, a, 0, a, 0x7FFFFFFFFFFFFFFF, 0,
+            0x7FFFFFFFFFFFFFFF, 0x100, 0x1000000, 1, 1, 1 << 63,
+            2, 0, 0, 0, 1, 0xFFFFFFFF, 0, 0xFFFFFFFF]
+
+
+def test_arena_globals_larger_than_arena_are_refused(bpf_obj, backend):
+    with pytest.raises(BPFError):
+        bpfarena.load(bpf_obj("audit_toobig.bpf.c"), backend=backend).close()
+
+
+def test_typed_view_writes_are_seen_by_bpf(core):
+    a = core.arena
+    v = a.view(a.globals.address("g_pt"), "struct point")
+    assert (v.x, v.y, v.tag, v.z) == (-3, 7, 9, 0x1122334455667788)
+    v.x = 100
+    v.tag = 1
+    assert core.programs["read_init"].run().retval == 1234 - 77 + 3 + 100 + 7 + 1 + 97
+    core.programs["build_list"].run()
+    h = a.view(a.globals["g_head"], "struct node")
+    assert h.address == a.globals["g_head"]
+    assert (h.key, h.next.key, h.next.next.value) == (4, 3, 300)
+    h.next.value = 5
+    assert core.programs["walk_list"].run().retval == 5500 - 400 * 4 + 5 * 4
+    with pytest.raises(BPFError):
+        a.view(0, "struct node")
+
+
+def test_no_fd_or_mapping_leaks(bpf_obj, backend):
+    import gc
+
+    import numpy  # noqa: F401  (its own libraries are mapped once)
+
+    path = bpf_obj("audit_core.bpf.c")
+
+    def cycle() -> None:
+        with bpfarena.load(path, backend=backend) as obj:
+            obj.programs["casts"].run()
+            _ = obj.arena.numpy("u1")[0]
+            _ = obj.arena.memoryview()[0]
+        with bpfarena.Arena(8, backend=backend) as a:
+            a.alloc_pages(1)
+
+    def counts() -> tuple[int, int]:
+        gc.collect()
+        return len(os.listdir("/proc/self/fd")), len(Path("/proc/self/maps").read_text().splitlines())
+
+    cycle()
+    before = counts()
+    for _ in range(8):
+        cycle()
+    assert counts() == before
+
+
+def test_raw_tp_program_gated_on_pid(bpf_obj, backend):
+    # the kernel's arena_atomics selftest gates every program on bpf_get_current_pid_tgid() >> 32
+    import threading
+
+    with bpfarena.load(bpf_obj("audit_pid.bpf.c"), backend=backend) as obj:
+        prog = obj.programs["gated"]
+        assert prog.run().retval == 1  # pid not set yet
+        obj.globals["pid"] = os.getpid()
+        assert prog.run().retval == 0
+        assert obj.arena.globals["hits"] == 1
+        assert obj.globals["seen"] == [1, 1, 1, threading.get_native_id()]
+
+
+def test_core_field_relocations(bpf_obj, backend):
+    with bpfarena.load(bpf_obj("audit_core_reloc.bpf.c"), backend=backend) as obj:
+        assert obj.programs["core"].run().retval == 0
+        off, size, exists, missing, off2, size2 = obj.globals["out"]
+        assert off > 8 and size == 4 and exists == 1  # task_struct.pid moved to the kernel's offset
+        assert missing == 0
+        assert off2 == off + 4 and size2 == 4
 
 
 def test_weak_arena_map_with_other_name(bpf_obj, backend):
@@ -834,6 +1128,29 @@ def test_object_spec_pure_and_deterministic(bpf_obj):
     assert fl.maps["arena"].flags == 0x400 | 0x40000
 
 
+def test_spec_reused_across_loads_is_not_mutated(bpf_obj, backend):
+    path = bpf_obj("audit_core.bpf.c")
+    spec = bpfarena.ObjectSpec.from_file(path)
+    for _ in range(2):
+        with bpfarena.load(spec, backend=backend) as obj:
+            obj.arena.globals["g_int"] = 5
+            obj.globals["bss_ptr2"] = 9
+            assert obj.programs["read_init"].run().retval == 5 - 77 + 3 - 3 + 7 + 9 + 97
+    assert spec == bpfarena.ObjectSpec.from_file(path)
+
+
+def test_typed_values_forms(core):
+    g = core.arena.globals
+    g["g_name"] = b"\xff\x00\x01abc"
+    assert g["g_name"] == b"\xff\x00\x01abc" + bytes(6)  # not text: bytes
+    g["g_name"] = "hello world!"  # exactly fills the array, no NUL
+    assert g["g_name"] == "hello world!"
+    g["g_pt"] = {"x": 1, "y": 2, "tag": 3, "z": 4}
+    assert g["g_pt"] == {"x": 1, "y": 2, "tag": 3, "z": 4}
+    g["g_neg"] = 0xFFFFFFFF
+    assert g["g_neg"] == -1
+
+
 def test_load_auto_says_which(bpf_obj, capfd):
     os.environ.pop("BPFARENA_QUIET", None)
     with bpfarena.load(bpf_obj("audit_misc.bpf.c"), backend="auto") as obj:
@@ -864,13 +1181,20 @@ def test_cli_cc_inspect_run(tmp_path, backend):
     assert r.returncode == 0, r.stderr
     assert "loop: retval=45" in r.stdout
     assert "printk: retval=1" in r.stdout
+    ctx = struct.pack("<QQ", 30, 12).hex()
+    r = _cli("run", str(out), "-b", backend, "-p", "ctx_echo", "--ctx", ctx)
+    assert r.returncode == 0, r.stderr
+    assert "ctx_echo: retval=42" in r.stdout
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
     bad = tmp_path / "bad.o"
     bad.write_bytes(b"garbage")
+    good = Path(bpfarena.compile(PROGS / "audit_misc.bpf.c", output=tmp_path / "good.bpf.o"))
     for args in (["inspect", str(bad)], ["run", str(bad), "-b", "vm"],
-                 ["cc", str(tmp_path / "missing.bpf.c")], ["run", str(tmp_path / "nope.o")]):
+                 ["cc", str(tmp_path / "missing.bpf.c")], ["run", str(tmp_path / "nope.o")],
+                 ["run", str(good), "-b", "vm", "-p", "no_such_program"],
+                 ["run", str(good), "-b", "vm", "--ctx", "not-hex"]):
         r = _cli(*args)
         assert r.returncode != 0
         assert "Traceback" not in r.stderr, (args, r.stderr)

@@ -277,3 +277,16 @@ def test_user_vm_start_places_the_arena(bpf_obj, backend):
         assert obj.programs["read_globals"].run().retval == 42
         assert obj.programs["alloc"].run().retval == 0
         assert obj.globals["alloc_addr"] >> 32 == want >> 32
+
+
+def test_rodata_knob_set_before_load(bpf_obj, backend):
+    """`const volatile` knobs are fixed at load (rodata is frozen): set them on the spec first."""
+    spec = ObjectSpec.from_file(bpf_obj("load_globals.bpf.c"))
+    spec.set_global("ro_factor", 10)
+    spec.set_global("negative", -1)
+    with bpfarena.load(spec, backend=backend) as obj:
+        assert obj.globals["ro_factor"] == 10
+        assert obj.globals["negative"] == -1
+        assert obj.programs["compute"].run().retval == 6 * 10 + 1
+    with pytest.raises(KeyError):
+        spec.set_global("no_such_variable", 1)

@@ -21,7 +21,7 @@ import bpfarena
 from bpfarena.arena import BPF_F_NO_USER_CONV, BPF_F_SEGV_ON_FAULT
 from bpfarena.errors import ArenaError
 from bpfarena.isa import asm
-from bpfarena.isa.asm import R0, R1, R2, R3, R4, R5, R6, R7, R9
+from bpfarena.isa.asm import R0, R1, R2, R3, R4, R5, R6, R7, R9, R10
 from bpfarena.obj.spec import Relocation, RelocKind
 from bpfarena.vm.arena import VMArena
 
@@ -405,3 +405,29 @@ def test_chosen_start_never_crosses_4gib():
         with VMArena(pages) as ar:
             assert ar.user_vm_start % PAGE == 0
             assert ar.user_vm_start >> 32 == (ar.user_vm_end - 1) >> 32
+
+
+def test_alu64_on_arena_pointers_is_32_bit(backend):
+    """The verifier turns ALU64 arithmetic on an arena pointer into ALU32; a 64-bit shift count
+    then reaches a 32-bit x86 shift, which masks it. Spilling the pointer keeps its type."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_vm_isa import ARENA_RELOC, make_spec, result_prologue, run_all, u64s
+
+    a = asm.Assembler()
+    result_prologue(a)  # r9 = the arena's first page, kernel form
+    a.emit([asm.mov64(R1, R9), asm.add64(R1, 0x40),
+            asm.mov64(R2, R1), asm.add64(R2, -0x80),  # wraps in 32 bits
+            asm.mov64(R3, R1), asm.lsh64(R3, 33),  # shl r32, 33 -> by 1
+            asm.stx("dw", R10, R1, -8), asm.ldx("dw", R4, R10, -8),  # spill and fill
+            asm.sub64(R4, 0x100),
+            asm.mov64(R5, R1), asm.mul64(R5, 0x10001),
+            asm.stx("dw", R9, R2, 0), asm.stx("dw", R9, R3, 8), asm.stx("dw", R9, R4, 16),
+            asm.stx("dw", R9, R5, 24), asm.mov64(R0, 0), asm.exit_()])
+    start = 0x7D00_0000_0000 + 0x1000_0000
+    got = run_all(make_spec({"p": (a.assemble(), [ARENA_RELOC])}, pages=4, map_extra=start),
+                  backend, pages_to_fault=1, user_vm_start=start)
+    p = (start & U32) + 0x40
+    assert u64s(got["p"][1], 4) == [(p - 0x80) & U32, (p << 1) & U32, (p - 0x100) & U32,
+                                    (p * 0x10001) & U32]

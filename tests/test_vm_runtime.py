@@ -26,6 +26,8 @@ from bpfarena.isa.insn import Instruction
 from bpfarena.obj.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 from bpfarena.vm.loader import load_insns
 
+PAGE_SIZE = 4096
+
 
 def run_vm(insns, **kw):
     with load_insns(insns, **kw) as obj:
@@ -437,3 +439,214 @@ def test_globals_and_context(backend):
         res = obj.programs["prog"].run(ctx=(1).to_bytes(4, "little") + (77).to_bytes(4, "little"))
         assert res.retval == 77
         assert res.ctx_out[:4] == (9).to_bytes(4, "little")
+
+
+# --- loading compiled objects -----------------------------------------------------------------
+def test_arena_globals_at_the_end_and_at_a_given_start(bpf_obj):
+    want = 0x7F12_0000_0000
+    path = bpf_obj("load_arena.bpf.c")
+    var = bpfarena.ObjectSpec.from_file(str(path)).arena_vars["a_value"]
+    with bpfarena.load(path, backend="vm", user_vm_start=want, arena_placement="end") as obj:
+        ar = obj.arena
+        assert ar.user_vm_start == want
+        assert ar.globals_offset == ar.size - PAGE_SIZE  # the image is smaller than a page
+        assert ar.globals.address("a_value") == want + ar.size - PAGE_SIZE + var.offset
+        assert obj.programs["read_globals"].run().retval == 42  # relocations follow the image
+        assert ar.globals["a_seen"] == 84
+    with pytest.raises(ValueError):
+        bpfarena.load(path, backend="vm", arena_placement="middle")
+
+
+def test_translated_source_is_inspectable(bpf_obj):
+    with bpfarena.load(bpf_obj("load_arena.bpf.c"), backend="vm") as obj:
+        src = obj.programs["alloc"].source
+        assert "def F0(" in src and "K_bpf_arena_alloc_pages" in src
+
+
+def test_ctx_shorter_than_the_program_reads_is_refused(backend):
+    prog = [asm.ldx("dw", R0, R1, 8), asm.exit_()]  # reaches ctx bytes 8..15
+    with bpfarena.load(spec_with(prog), backend=backend) as obj:
+        p = obj.programs["prog"]
+        assert p.run(ctx=bytes(8) + (5).to_bytes(8, "little")).retval == 5
+        for ctx in (b"", bytes(15), bytes(70000)):
+            with pytest.raises(bpfarena.errors.BPFError):
+                p.run(ctx=ctx)
+
+
+def test_per_cpu_values_have_the_kernels_shape(backend):
+    from bpfarena.vm.maps import possible_cpus
+    pc = MapSpec(name="pc", type=6, key_size=4, value_size=8, max_entries=2)
+    insns = [asm.st("w", R10, -4, 1), *asm.ld_imm64(R1, 0), asm.mov64(R2, R10),
+             asm.add64(R2, -4), asm.call_helper("map_lookup_elem"), asm.jeq(R0, 0, 2),
+             asm.mov64(R1, 9), asm.stx("dw", R0, R1, 0), asm.mov64(R0, 0), asm.exit_()]
+    spec = spec_with(insns, [Relocation(1, RelocKind.MAP, "pc")], [pc])
+    with bpfarena.load(spec, backend=backend) as obj:
+        m = obj.maps["pc"]
+        m.update(0, 3)
+        assert m.lookup(0) == [(3).to_bytes(8, "little")] * possible_cpus()
+        obj.programs["prog"].run()  # the program's CPU gets 9 in element 1
+        v = m.lookup(1)
+        assert len(v) == possible_cpus()
+        assert sum(int.from_bytes(x, "little") for x in v) == 9
+
+
+def test_the_arena_is_listed_among_the_maps_and_has_no_elements(backend):
+    insns = [*asm.ld_imm64(R1, 0), asm.mov64(R0, 0), asm.exit_()]
+    with bpfarena.load(_arena_spec(insns), backend=backend) as obj:
+        m = obj.maps["arena"]
+        assert m.type == 33 and m.max_entries == 2
+        with pytest.raises(MapError) as e:
+            m.lookup(b"")
+        assert e.value.errno == errno.EINVAL
+
+
+def _arena_spec(insns):
+    spec = spec_with(insns, [Relocation(0, RelocKind.MAP, "arena")],
+                     [MapSpec(name="arena", type=33, max_entries=2, flags=0x400)])
+    spec.arena_map = "arena"
+    return spec
+
+
+def test_closed_collection_refuses_everything():
+    data = MapSpec(name=".bss", type=2, key_size=4, value_size=8, max_entries=1, section=".bss",
+                   data=bytes(8))
+    obj = load_insns([asm.mov64(R0, 0), asm.exit_()], maps=[data], arena_pages=1)
+    prog, m, ar = obj.programs["prog"], obj.maps[".bss"], obj.arena
+    obj.close()
+    obj.close()
+    with pytest.raises(VMError):
+        prog.run()
+    with pytest.raises(MapError):
+        m.lookup(0)
+    with pytest.raises(bpfarena.errors.ArenaError):
+        ar.read(ar.user_vm_start, 1)
+
+
+def test_arena_beyond_the_user_address_space_is_refused():
+    with pytest.raises(bpfarena.errors.ArenaError) as e:
+        bpfarena.Arena(4, backend="vm", user_vm_start=1 << 47)
+    assert e.value.errno == errno.EBUSY
+
+
+def test_trace_vprintk_takes_an_argument_array():
+    fmt = b"%d %s %llx %u %d\n\0"
+    a = asm.Assembler()
+    for off in range(0, len(fmt), 8):
+        a.emit(asm.ld_imm64(R1, int.from_bytes(fmt[off:off + 8].ljust(8, b"\0"), "little")))
+        a.stx("dw", R10, R1, -64 + off)
+    a.emit(asm.ld_imm64(R1, int.from_bytes(b"str\0\0\0\0\0", "little")))
+    a.stx("dw", R10, R1, -72)
+    a.st("dw", R10, -112, -1)
+    a.mov64(R1, R10)
+    a.add64(R1, -72)
+    a.stx("dw", R10, R1, -104)
+    a.st("dw", R10, -96, 0xABC)
+    a.st("dw", R10, -88, 7)
+    a.st("dw", R10, -80, 8)
+    a.mov64(R1, R10)
+    a.add64(R1, -64)
+    a.mov64(R2, len(fmt))
+    a.mov64(R3, R10)
+    a.add64(R3, -112)
+    a.mov64(R4, 40)
+    a.call_helper("trace_vprintk")
+    a.exit_()
+    res = run_vm(a.assemble())
+    assert res.output == "-1 str abc 7 8\n"
+
+
+def test_loop_back_to_a_function_start():
+    a = asm.Assembler()
+    a.mov64(R0, 0)
+    a.call_local("f")
+    a.exit_()
+    a.label("f")
+    a.add64(R0, 1)
+    a.jlt(R0, 10, "f")  # a jump to the first instruction of a function
+    a.exit_()
+    b = asm.Assembler()
+    b.label("top")
+    b.add64(R0, 2)
+    b.jlt(R0, 10, "top")
+    b.exit_()
+    assert run_vm(a.assemble()).retval == 10
+    assert run_vm(b.assemble()).retval == 10
+
+
+# --- no program, however wrong, escapes the error tree --------------------------------------------
+_OPCODES = sorted({0x07, 0x0F, 0x17, 0x1F, 0x27, 0x2F, 0x37, 0x3F, 0x47, 0x4F, 0x57, 0x5F, 0x67,
+                   0x6F, 0x77, 0x7F, 0x87, 0x97, 0x9F, 0xA7, 0xAF, 0xB7, 0xBF, 0xC7, 0xCF, 0xD7,
+                   0x04, 0x0C, 0x14, 0x1C, 0x24, 0x2C, 0x34, 0x3C, 0x44, 0x4C, 0x54, 0x5C, 0x64,
+                   0x6C, 0x74, 0x7C, 0x84, 0x94, 0x9C, 0xA4, 0xAC, 0xB4, 0xBC, 0xC4, 0xCC, 0xD4,
+                   0xDC, 0x05, 0x06, 0x15, 0x1D, 0x25, 0x2D, 0x35, 0x3D, 0x45, 0x4D, 0x55, 0x5D,
+                   0x65, 0x6D, 0x75, 0x7D, 0xA5, 0xAD, 0xB5, 0xBD, 0xC5, 0xCD, 0xD5, 0xDD, 0x16,
+                   0x1E, 0x26, 0x56, 0xA6, 0xCE, 0x85, 0x95, 0xE5, 0x18, 0x61, 0x69, 0x71, 0x79,
+                   0x81, 0x89, 0x91, 0x62, 0x6A, 0x72, 0x7A, 0x63, 0x6B, 0x73, 0x7B, 0xC3, 0xDB,
+                   0xD3, 0xCB, 0x00, 0xFF, 0x20})
+
+
+def _insn_strategy():
+    """Mostly well-formed instructions (so most programs load and run), some garbage."""
+    from hypothesis import strategies as st
+
+    @st.composite
+    def insn(draw):
+        op = draw(st.sampled_from(_OPCODES))
+        dst, src = draw(st.integers(0, 9)), draw(st.integers(0, 10))
+        off = draw(st.integers(-3, 3) | st.sampled_from([-8, -16, -512, 4096, 1, 8]))
+        imm = draw(st.integers(-3, 64) | st.sampled_from(
+            [1, 0x10000, 0xE1, 0xF1, 0x100, 0x110, 0x41, 181, 16, 32, -0x80000000, 0x7FFFFFFF]))
+        if draw(st.integers(0, 30)) == 0:  # now and then a field the opcode does not allow
+            return Instruction(op, draw(st.integers(0, 11)), draw(st.integers(0, 11)), off, imm)
+        cls, code, isreg = op & 7, op & 0xF0, op & 0x08
+        if cls in (4, 7):
+            if isreg and not (op == 0xBF and off == 1):
+                imm = 0
+            if not isreg:
+                src = 0
+            if code not in (0x30, 0x90, 0xB0):
+                off = 0
+            elif code != 0xB0:
+                off = off & 1
+            if code == 0x80:
+                src = imm = off = 0
+        elif cls in (5, 6):
+            if code in (0x00, 0xE0, 0x90):
+                dst = src = 0
+                imm = imm if op == 0x06 else 0
+                off = 0 if op in (0x06, 0x95) else off
+            elif code == 0x80:
+                dst, off = 0, 0
+                src = src % 3
+            elif isreg:
+                imm = 0
+            else:
+                src = 0
+            if code not in (0x80, 0x90):
+                off = abs(off) % 4  # mostly forward, inside the program
+        elif cls == 1 or (cls == 3 and (op & 0xE0) == 0x60):
+            imm = 0
+        elif cls == 2:
+            src = 0
+        return Instruction(op, dst, src, off, imm)
+
+    return insn()
+
+
+def test_random_programs_only_raise_bpfarena_errors():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from bpfarena.errors import BPFError
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(_insn_strategy(), min_size=1, max_size=24), st.binary(max_size=24))
+    def check(insns, ctx):
+        try:
+            with load_insns([*insns, asm.exit_()], arena_pages=2, budget=20_000) as obj:
+                obj.arena.write(obj.arena.user_vm_start, b"\1" * 64)
+                obj.programs["prog"].run(ctx=ctx)
+        except BPFError:
+            pass  # refused at load, faulted, or ran out of budget: all typed
+
+    check()

@@ -46,10 +46,18 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
 
 def _cmd_run(a: argparse.Namespace) -> int:
     from .loader import load
+    try:
+        ctx = bytes.fromhex(a.ctx) if a.ctx else b""
+    except ValueError:
+        raise SystemExit(f"bpfarena: error: --ctx must be hex bytes, got {a.ctx!r}") from None
     with load(a.object, backend=a.backend) as obj:
         names = a.program or list(obj.programs)
+        unknown = [n for n in names if n not in obj.programs]
+        if unknown:
+            raise SystemExit(f"bpfarena: error: no program named {', '.join(map(repr, unknown))} "
+                             f"in {a.object}; it has {', '.join(sorted(obj.programs)) or 'none'}")
         for n in names:
-            r = obj.programs[n].run(ctx=bytes.fromhex(a.ctx) if a.ctx else b"")
+            r = obj.programs[n].run(ctx=ctx)
             print(f"{n}: retval={r.retval} duration_ns={r.duration_ns}")
             if r.output:
                 print(r.output, end="" if r.output.endswith("\n") else "\n")
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except BPFError as e:
         print(f"bpfarena: error: {e}", file=sys.stderr)
+        return 1
+    except FileNotFoundError as e:
+        print(f"bpfarena: error: {e.strerror}: {e.filename}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -259,3 +259,21 @@ int ucast(void *ctx)
 	res[2] = (__u64)q;
 	return 0;
 }
+
+SEC("syscall")
+int free_at(void *ctx)
+{
+	/* free the page at bss_ptr2 (set from Python), then try to allocate exactly there */
+	void __arena *p = (void __arena *)bss_ptr2;
+
+	bpf_arena_free_pages(&arena, p, 1);
+	res[0] = *(volatile __u64 __arena *)p;
+	return 0;
+}
+
+SEC("syscall")
+int alloc_at(void *ctx)
+{
+	res[1] = (__u64)bpf_arena_alloc_pages(&arena, (void __arena *)bss_ptr2, 1, NUMA_NO_NODE, 0);
+	return 0;
+}

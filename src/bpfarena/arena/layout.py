@@ -30,7 +30,10 @@ U32 = 0xFFFFFFFF
 
 def check_create(pages: int, map_extra: int, flags: int) -> None:
     """Apply the kernel's create-time rules (map_create/arena_map_alloc), raising ArenaError."""
-    if not isinstance(pages, int) or pages <= 0:
+    if not isinstance(pages, int) or isinstance(pages, bool):
+        raise ArenaError(f"the page count must be an int, got {type(pages).__name__} {pages!r}",
+                         errno.EINVAL)
+    if pages <= 0:
         raise ArenaError(f"an arena needs at least one page (got {pages})", errno.EINVAL)
     if pages > MAX_PAGES:
         raise ArenaError(

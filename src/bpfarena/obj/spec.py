@@ -159,6 +159,31 @@ class ObjectSpec:
         from .reader import read_object_bytes
         return read_object_bytes(data, name)
 
+    def set_global(self, name: str, value: Any) -> None:
+        """Set a global's initial value before loading, typed by BTF (as a skeleton's rodata).
+
+        Works for `.data`/`.bss`/`.rodata` variables (`const volatile` knobs included) and for
+        arena globals; the value is what `obj.globals[name] = value` would accept.
+        """
+        from ..view.values import encode_value
+
+        for ms in self.maps.values():
+            var = ms.variables.get(name) if ms.data is not None else None
+            if var is not None:
+                buf = bytearray(ms.data or b"")
+                buf[var.offset:var.offset + var.size] = encode_value(self.btf, var.type_id, value,
+                                                                     var.size)
+                ms.data = bytes(buf)
+                return
+        var = self.arena_vars.get(name)
+        if var is not None:
+            buf = bytearray(self.arena_image)
+            buf[var.offset:var.offset + var.size] = encode_value(self.btf, var.type_id, value,
+                                                                 var.size)
+            self.arena_image = bytes(buf)
+            return
+        raise KeyError(f"no global variable named {name!r} in this object")
+
     @property
     def arena(self) -> MapSpec | None:
         return self.maps.get(self.arena_map) if self.arena_map else None

@@ -25,6 +25,8 @@ PAGE_SIZE = layout.PAGE_SIZE
 U32 = layout.U32
 U64 = (1 << 64) - 1
 KSPACE = 1 << 32  # the kernel's 4 GiB arena window (plus guards on either side)
+TASK_SIZE = (1 << 47) - PAGE_SIZE  # x86-64 user address space (4-level page tables)
+MMAP_MIN_ADDR = 1 << 16
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
@@ -49,6 +51,13 @@ class VMArena(Arena):
         flags |= layout.BPF_F_MMAPABLE
         map_extra = user_vm_start or 0
         layout.check_create(pages, map_extra, flags)
+        if map_extra and map_extra + pages * PAGE_SIZE > TASK_SIZE:
+            # the kernel creates the map, but libbpf's mmap at map_extra fails
+            raise ArenaError(f"user_vm_start 0x{map_extra:x} + {pages} pages is beyond the user "
+                             f"address space (0x{TASK_SIZE:x})", errno.EBUSY, map_extra)
+        if map_extra and map_extra < MMAP_MIN_ADDR:
+            raise ArenaError(f"user_vm_start 0x{map_extra:x} is below mmap_min_addr",
+                             errno.EPERM, map_extra)
         self._max_pages = pages
         self._flags = flags
         self._name = name
@@ -74,6 +83,7 @@ class VMArena(Arena):
         self.tree = RangeTree()
         self.tree.set(0, pages)
         self._exported = False
+        self.globals_offset = 0  # where the loader put the arena globals image
         self._vec = None
         self._views: list[memoryview] = [self.mem]
 

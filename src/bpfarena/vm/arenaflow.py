@@ -53,12 +53,21 @@ def _kill_slots(slots: frozenset[int], off: int, size: int) -> frozenset[int]:
 
 def needs_zext(insns: list[Any], functions: list[int]) -> set[int]:
     """Slots of ALU64 instructions the kernel would run as ALU32 (arena destination)."""
+    return analyze(insns, functions)[0]
+
+
+def analyze(insns: list[Any], functions: list[int]) -> tuple[set[int], set[int]]:
+    """(ALU64 slots that run as ALU32, memory-access slots whose base is an arena pointer).
+
+    The kernel turns the latter into PROBE_MEM32 / PROBE_ATOMIC: they reach (u32)base + off,
+    whatever the upper half of the register holds."""
     n = len(insns)
     bounds = {s: (functions[k + 1] if k + 1 < len(functions) else n)
               for k, s in enumerate(functions)}
     entry: dict[int, int] = {s: 0 for s in functions}
     ret_arena: dict[int, bool] = {s: False for s in functions}
     convert: set[int] = set()
+    arena_mem: set[int] = set()
     changed = True
     rounds = 0
     while changed and rounds < 50:
@@ -72,6 +81,17 @@ def needs_zext(insns: list[Any], functions: list[int]) -> set[int]:
                 i = work.pop()
                 regs, slots = states[i]
                 x = insns[i]
+                cls = x.opcode & 7
+                if cls == 1 and regs >> x.src & 1 and x.src != 10:
+                    arena_mem.add(i)
+                elif cls in (2, 3) and regs >> x.dst & 1 and x.dst != 10:
+                    if not ((x.opcode & 0xE0) == 0xC0 and x.imm == 0x100):
+                        arena_mem.add(i)
+                    elif regs >> x.src & 1:  # load-acquire reads through src
+                        arena_mem.add(i)
+                elif cls == 3 and (x.opcode & 0xE0) == 0xC0 and x.imm == 0x100 \
+                        and regs >> x.src & 1:
+                    arena_mem.add(i)
                 if x.opcode == 0x85 and x.src == 1:  # bpf-to-bpf call
                     t = i + x.imm + 1
                     if t in entry and entry[t] | (regs & 0x3E) != entry[t]:
@@ -97,7 +117,7 @@ def needs_zext(insns: list[Any], functions: list[int]) -> set[int]:
                         if new != old:
                             states[t] = new
                             work.append(t)
-    return convert
+    return convert, arena_mem
 
 
 def _step(x: Any, regs: int, slots: frozenset[int]) -> tuple[int, frozenset[int], bool, bool]:

@@ -9,8 +9,10 @@ time with NotSupportedError, naming it.
 from __future__ import annotations
 
 import errno
+import os
 import random
 import re
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -24,7 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 HELPERS = {
     1: "map_lookup_elem", 2: "map_update_elem", 3: "map_delete_elem", 5: "ktime_get_ns",
-    6: "trace_printk", 7: "get_prandom_u32", 8: "get_smp_processor_id", 93: "spin_lock",
+    6: "trace_printk", 7: "get_prandom_u32", 8: "get_smp_processor_id",
+    14: "get_current_pid_tgid", 15: "get_current_uid_gid", 16: "get_current_comm",
+    160: "ktime_get_coarse_ns", 177: "trace_vprintk", 93: "spin_lock",
     94: "spin_unlock", 113: "probe_read_kernel", 115: "probe_read_kernel_str",
     125: "ktime_get_boot_ns", 181: "loop", 195: "map_lookup_percpu_elem",
 }
@@ -32,7 +36,8 @@ NEEDS_FP = {181}
 KFUNCS = ("bpf_arena_alloc_pages", "bpf_arena_free_pages", "bpf_arena_reserve_pages")
 
 BPF_LOOP_MAX = 1 << 23
-MAX_PRINTK = 1024
+MAX_VARARGS = 12  # MAX_BPRINTF_VARARGS
+MAX_OUTPUT = 1 << 20  # printk text kept per run; the rest is dropped (the kernel's ring drops too)
 
 
 def _neg(e: int) -> int:
@@ -49,6 +54,7 @@ class Runtime:
         self.arena = arena
         self.arena_handle = arena_handle
         self.output: list[str] = []
+        self.output_size = 0
         self.funcs: dict[int, Callable[..., int]] = {}
         self.rng = random.Random(seed)
 
@@ -93,6 +99,28 @@ class Runtime:
 
     def get_smp_processor_id(self, *_: int) -> int:
         return 0
+
+    # --- the current task: a test run executes in the caller's context, so it is this thread
+    def get_current_pid_tgid(self, *_: int) -> int:
+        return (os.getpid() << 32) | threading.get_native_id()
+
+    def get_current_uid_gid(self, *_: int) -> int:
+        return (os.getgid() << 32) | os.getuid()
+
+    def get_current_comm(self, r1: int, r2: int, *_: int) -> int:
+        n = r2 & U32
+        if n == 0:
+            return _neg(errno.EINVAL)
+        try:
+            with open(f"/proc/self/task/{threading.get_native_id()}/comm", "rb") as f:
+                comm = f.read().rstrip(b"\n")[:15]
+        except OSError:
+            comm = b"python3"
+        self.memory.write(r1, (comm[:n - 1] + b"\0").ljust(n, b"\0"))
+        return 0
+
+    def ktime_get_coarse_ns(self, *_: int) -> int:
+        return time.clock_gettime_ns(time.CLOCK_MONOTONIC_COARSE) & M64
 
     def spin_lock(self, *_: int) -> int:
         return 0  # one CPU, no preemption: a lock is always free
@@ -145,13 +173,30 @@ class Runtime:
         raw = self.memory.read(r1, size)
         if raw[-1] != 0:
             return _neg(errno.EINVAL)
-        fmt = raw[:raw.index(0)]
+        return self._printk(raw[:raw.index(0)], [r3, r4, r5])
+
+    def _printk(self, fmt: bytes, args: list[int]) -> int:
         try:
-            text = format_printk(fmt, [r3, r4, r5], self.memory)
+            text = format_printk(fmt, args, self.memory)
         except ValueError:
             return _neg(errno.EINVAL)
-        self.output.append(text if text.endswith("\n") else text + "\n")
+        if self.output_size < MAX_OUTPUT:
+            line = text if text.endswith("\n") else text + "\n"
+            self.output.append(line)
+            self.output_size += len(line)
         return len(text.encode("latin-1", "replace"))
+
+    def trace_vprintk(self, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:
+        """bpf_trace_vprintk(fmt, fmt_size, args, args_len): up to 12 u64 arguments in memory."""
+        size, n = r2 & U32, r4 & U32
+        if size == 0 or n % 8 or n > 8 * MAX_VARARGS or (n and not r3):
+            return _neg(errno.EINVAL)
+        raw = self.memory.read(r1, size)
+        if raw[-1] != 0:
+            return _neg(errno.EINVAL)
+        data = self.memory.read(r3, n) if n else b""
+        args = [int.from_bytes(data[i:i + 8], "little") for i in range(0, n, 8)]
+        return self._printk(raw[:raw.index(0)], args)
 
     # --- arena kfuncs -------------------------------------------------------------------------------
     def bpf_arena_alloc_pages(self, r1: int, r2: int, r3: int, r4: int, r5: int) -> int:

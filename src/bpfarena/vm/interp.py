@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import BudgetExceeded, VMError
+from ..errors import BPFError, BudgetExceeded, VMError
 from . import translate as tr
 from .memory import FRAME_SIZE, STACK_SIZE, Memory, Region
 
@@ -41,10 +41,14 @@ class Machine:
         self.source = tr.translate(unit)
         self.filename = f"<bpf {unit.name} #{next(_ids)}>"
         env = self._env(bindings)
-        code = compile(self.source, self.filename, "exec")
-        ns: dict[str, Any] = {}
-        exec(code, ns)
-        self.funcs, self._get_ic, self._reset = ns["__make"](env)
+        try:
+            code = compile(self.source, self.filename, "exec")
+            ns: dict[str, Any] = {}
+            exec(code, ns)
+            self.funcs, self._get_ic, self._reset = ns["__make"](env)
+        except (SyntaxError, RecursionError, MemoryError) as e:  # a translator limit or bug
+            raise VMError(f"the VM could not translate the program: {type(e).__name__}: {e}",
+                          program=unit.name) from None
 
     def _env(self, bindings: dict[str, Callable[..., int]]) -> dict[str, Any]:
         stk = self.stack.buf
@@ -96,8 +100,13 @@ class Machine:
         except VMError as e:
             self._annotate(e)
             raise
-        except RecursionError as e:  # pragma: no cover - depth is bounded by TOO_DEEP
-            raise VMError(f"internal recursion limit: {e}", program=self.unit.name) from None
+        except BPFError:
+            raise
+        except Exception as e:  # a VM bug, never the program's: still a typed error
+            err = VMError(f"internal VM error {type(e).__name__}: {e}")
+            err.__traceback__ = e.__traceback__
+            self._annotate(err)
+            raise err from e
         return r0, self._get_ic()
 
     @property

@@ -19,15 +19,17 @@ from ..errors import InvalidInstruction, NotSupportedError, ObjectError, VMError
 from ..obj.spec import ObjectSpec, ProgramSpec, RelocKind
 from . import translate as tr
 from .arena import VMArena
-from .arenaflow import needs_zext
+from .arenaflow import analyze
 from .check import check_program
+from .ctxflow import max_ctx_offset
 from .helpers import HELPERS, KFUNCS, NEEDS_FP, Runtime
 from .interp import DEFAULT_BUDGET, Machine
-from .maps import VMMap
+from .maps import VMArenaMap, VMMap
 from .memory import FUNC_HANDLE_BASE, M64, MAP_HANDLE_BASE, Memory
 
 BPF_PROG_TYPE_SYSCALL = 31
 U32 = 0xFFFFFFFF
+PAGE = 4096
 
 
 def _helper_name(hid: int) -> str:
@@ -53,6 +55,7 @@ class VMProgram(Program):
         self.runtime = runtime
         self.budget = budget
         self.closed = False
+        self.max_ctx = machine.unit.max_ctx
 
     @property
     def source(self) -> str:
@@ -64,15 +67,28 @@ class VMProgram(Program):
         """Run once per `repeat` (at least once); retval is u32, as BPF_PROG_TEST_RUN gives."""
         if self.closed:
             raise VMError("the collection is closed", program=self.name)
+        ctx = bytes(ctx)
+        if self.prog_type == BPF_PROG_TYPE_SYSCALL:  # what BPF_PROG_TEST_RUN refuses (EINVAL)
+            if len(ctx) > 0xFFFF:
+                raise VMError(f"a syscall program's ctx is at most 65535 bytes, not {len(ctx)} "
+                              "(the kernel says EINVAL)", program=self.name)
+            if len(ctx) < self.max_ctx:
+                raise VMError(f"ctx of {len(ctx)} bytes is shorter than the {self.max_ctx} the "
+                              "program reaches (the kernel says EINVAL)", program=self.name)
         mem = self.machine.memory
         rt = self.runtime
         rt.output.clear()
+        rt.output_size = 0
         rt.funcs = self.machine.funcs  # bpf_loop finds callbacks among this program's functions
         mem.faults = 0
         mem.fault_log.clear()
         ctx_region = data_region = None
         if self.prog_type in PACKET_TYPES:
-            data_region = mem.add_region("packet", bytearray(data or min_packet()))
+            data = bytes(data) or min_packet()
+            if len(data) < ETH_HLEN:  # bpf_test_init refuses it (EINVAL)
+                raise VMError(f"packet of {len(data)} bytes is shorter than an Ethernet header "
+                              "(the kernel says EINVAL)", program=self.name)
+            data_region = mem.add_region("packet", bytearray(data))
             ctx_region = _packet_ctx(mem, self.prog_type, ctx, data_region)
             r1 = ctx_region.base
         elif data:
@@ -111,6 +127,7 @@ class VMProgram(Program):
 
 PACKET_TYPES = {1, 3, 4, 6, 8}  # socket filter, sched_cls, sched_act, xdp, cgroup_skb
 BPF_PROG_TYPE_XDP = 6
+ETH_HLEN = 14
 
 
 def min_packet() -> bytes:
@@ -141,10 +158,20 @@ def _packet_ctx(mem: Memory, prog_type: int, ctx: bytes, data: Any) -> Any:
 
 def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
                     budget: int = DEFAULT_BUDGET, seed: int | None = None,
-                    **_ignored: Any) -> Collection:
-    """Build a Collection(backend="vm") from a spec."""
+                    arena_placement: str = "start", **_ignored: Any) -> Collection:
+    """Build a Collection(backend="vm") from a spec.
+
+    `arena_placement`: "start" (offset 0, libbpf <= 1.6 and libbpf 1.7 on kernels up to 6.19,
+    like the kernel here), "end" (the last pages, libbpf 1.7 where the kernel allows it), or
+    "auto" (= "start": what the kernel back end picks on this kernel). `seed` seeds
+    bpf_get_prandom_u32. Other options (e.g. the kernel's log_level) are ignored.
+    """
+    if arena_placement not in ("start", "end", "auto"):
+        raise ValueError(f"arena_placement must be 'start', 'end' or 'auto', "
+                         f"not {arena_placement!r}")
     arena = None
     aspec = spec.arena
+    data_off = 0
     closers: list[Any] = []
     try:
         if aspec is not None:
@@ -152,21 +179,28 @@ def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
             arena = VMArena(aspec.max_entries, user_vm_start=start, flags=aspec.flags,
                             name=aspec.name)
             closers.append(arena.close)
-            if spec.arena_image:
-                if len(spec.arena_image) > arena.size:
-                    raise ObjectError(f"arena globals ({len(spec.arena_image)} bytes) do not fit "
-                                      f"the arena ({arena.size} bytes)")
-                arena.write(arena.user_vm_start, spec.arena_image)
+            image = spec.arena_image
+            need = -(-len(image) // PAGE) * PAGE
+            if need > arena.size:
+                raise ObjectError(f"arena globals ({len(image)} bytes) do not fit in the arena "
+                                  f"({arena.max_pages} pages)", section=".addr_space.1")
+            data_off = arena.size - need if arena_placement == "end" and need else 0
+            if image:
+                arena.write(arena.user_vm_start + data_off, image)
             arena._globals = ArenaGlobals(
-                arena, {n: (v.offset, v.size, v.type_id) for n, v in spec.arena_vars.items()},
-                spec.btf)
+                arena, {n: (v.offset + data_off, v.size, v.type_id)
+                        for n, v in spec.arena_vars.items()}, spec.btf)
             arena._btf = spec.btf
+            arena.globals_offset = data_off
         memory = Memory(arena)
         maps: dict[str, VMMap] = {}
         handles: dict[str, int] = {}
+        entries: dict[str, Any] = {}
         for idx, (name, ms) in enumerate(spec.maps.items()):
             if ms.is_arena:
                 handles[name] = MAP_HANDLE_BASE + (idx << 12)
+                if arena is not None and name == spec.arena_map:
+                    entries[name] = VMArenaMap(name, ms.max_entries, arena.flags)
                 continue
             if ms.is_data:
                 data = bytes(ms.data or b"")
@@ -176,12 +210,13 @@ def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
                 m = VMMap(memory, idx, name, ms.type, ms.key_size, ms.value_size,
                           ms.max_entries, ms.flags)
             maps[name] = m
+            entries[name] = m
             handles[name] = m.handle
         arena_handle = handles.get(spec.arena_map) if spec.arena_map else None
         rt = Runtime(memory, {m.handle: m for m in maps.values()}, arena, arena_handle, seed)
         programs: dict[str, Program] = {}
         for pname, ps in spec.programs.items():
-            unit = _prepare(ps, spec, maps, handles, arena)
+            unit = _prepare(ps, spec, maps, handles, arena, data_off)
             bindings = {c.name: _bind(rt, c) for c in unit.calls.values() if c.kind != "pcall"}
             machine = Machine(unit, memory, bindings)
             programs[pname] = VMProgram(ps, machine, rt, budget)
@@ -198,8 +233,10 @@ def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
     def close() -> None:
         for p in programs.values():
             p.closed = True  # type: ignore[attr-defined]
+        for m in entries.values():
+            m.closed = True
 
-    coll = Collection(backend="vm", programs=programs, maps=dict(maps), arena=arena, globals=gv,
+    coll = Collection(backend="vm", programs=programs, maps=entries, arena=arena, globals=gv,
                       btf=spec.btf, spec=spec)
     coll._closers.extend([*closers, close])
     return coll
@@ -241,7 +278,7 @@ def _slot(x: Any) -> Slot:
 
 
 def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
-             handles: dict[str, int], arena: VMArena | None) -> tr.Unit:
+             handles: dict[str, int], arena: VMArena | None, data_off: int = 0) -> tr.Unit:
     insns = [_slot(x) for x in ps.insns]
     n = len(insns)
     ldimm: dict[int, int] = {}
@@ -263,7 +300,7 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
         if op == 0x18 and i + 1 < n:
             hi = insns[i + 1].imm & U32
             if r is not None:
-                ldimm[i] = _reloc_value(r, ps, spec, maps, handles, arena)
+                ldimm[i] = _reloc_value(r, ps, spec, maps, handles, arena, data_off)
             elif x.src == 0:
                 ldimm[i] = (x.imm & U32) | (hi << 32)
             elif x.src == 4:
@@ -278,7 +315,7 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
             continue
         if op == 0x85:
             if i in poisoned:
-                c = tr.CallTarget("missing", f"X_core_{i}")
+                c = tr.CallTarget("missing", f"X{i}")
                 c.key = f"an unresolved CO-RE relocation at instruction {i}"  # type: ignore
                 calls[i] = c
             elif r is not None and r.kind is RelocKind.KFUNC:
@@ -300,31 +337,40 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
                                         f"no relocation names it (program {ps.name!r})")
         i += 1
     functions = check_program(insns, has_arena=arena is not None, name=ps.name)
+    max_ctx = max_ctx_offset(insns, functions)
+    arena_mem: set[int] = set()
     if arena is not None:  # ALU64 on arena pointers runs as ALU32, as the verifier makes it
-        for slot in needs_zext(insns, functions):
-            insns[slot] = insns[slot]._replace(opcode=(insns[slot].opcode & ~7) | 4)
+        convert, arena_mem = analyze(insns, functions)
+        for slot in convert:
+            x = insns[slot]
+            imm = x.imm
+            if x.opcode & 0xF0 in (0x60, 0x70, 0xC0) and not x.opcode & 0x08:
+                imm &= 31  # a 64-bit shift count on a 32-bit x86 shift: the CPU masks it
+            insns[slot] = x._replace(opcode=(x.opcode & ~7) | 4, imm=imm)
     for slot, c in calls.items():
         if c.kind == "pcall" and int(c.name[1:]) not in functions:  # pragma: no cover
             raise InvalidInstruction("call target is not a function", insn_index=slot,
                                      program=ps.name)
-    return tr.Unit(name=ps.name, insns=insns, ldimm=ldimm, calls=calls, functions=functions)
+    return tr.Unit(name=ps.name, insns=insns, ldimm=ldimm, calls=calls, functions=functions,
+                   arena_mem=arena_mem, max_ctx=max_ctx)
 
 
 def _kfunc_target(name: str, weak: bool, ps: ProgramSpec, i: int) -> tr.CallTarget:
     if name in KFUNCS:
-        c = tr.CallTarget("kfunc", f"K_{name}")
+        # names from the object never reach the generated source: bound names are numbered
+        c = tr.CallTarget("kfunc", f"K{KFUNCS.index(name)}")
         c.key = name  # type: ignore[attr-defined]
         return c
     if not weak:
         raise NotSupportedError(f"kfunc {name!r}", f"the VM does not implement it (program "
                                 f"{ps.name!r}, instruction {i})")
-    c = tr.CallTarget("missing", f"X_{name}")
+    c = tr.CallTarget("missing", f"X{i}")
     c.key = name  # type: ignore[attr-defined]
     return c
 
 
 def _reloc_value(r: Any, ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
-                 handles: dict[str, int], arena: VMArena | None) -> int:
+                 handles: dict[str, int], arena: VMArena | None, data_off: int) -> int:
     k = r.kind
     if k is RelocKind.MAP:
         if r.target not in handles:
@@ -335,7 +381,7 @@ def _reloc_value(r: Any, ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMa
         m = maps.get(r.target)
         if m is None:
             if arena is not None and r.target == spec.arena_map:
-                return (arena.user_vm_start + r.offset) & M64
+                return (arena.user_vm_start + data_off + r.offset) & M64
             raise ObjectError(f"relocation against unknown map {r.target!r}",
                               insn_index=r.insn_index, section=ps.section)
         return (m.region.base + r.offset) & M64
@@ -343,7 +389,7 @@ def _reloc_value(r: Any, ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMa
         if arena is None:
             raise ObjectError("arena relocation but the object has no arena",
                               insn_index=r.insn_index, section=ps.section)
-        return (arena.user_vm_start + r.offset) & M64
+        return (arena.user_vm_start + data_off + r.offset) & M64
     if k is RelocKind.KFUNC:  # &kfunc (bpf_ksym_exists): non-zero when the VM has it
         return 1 if r.target in KFUNCS else 0
     if k is RelocKind.KSYM:

@@ -6,16 +6,20 @@ bpf_map_lookup_elem returns is a real, bounds-checked address. Semantics follow 
 EINVAL, NOEXIST is EEXIST), a preallocated hash replaces an element by taking a fresh slot (an old
 value pointer keeps seeing the old bytes) and is full at max_entries (E2BIG).
 
-The VM has ONE CPU: per-CPU maps hold a single copy and user space sees value_size bytes, not
-one copy per possible CPU as on the kernel. LRU hashes evict the least recently used element when
-full (the kernel's LRU is per-CPU and approximate).
+The VM runs programs on ONE CPU, CPU 0: BPF sees CPU 0's copy of a per-CPU value. User space
+sees what the kernel back end shows: a list with one value per possible CPU (an update from user
+space writes every CPU's copy; a new element from BPF starts zeroed on the other CPUs). LRU hashes
+evict the least recently used element when full (the kernel's LRU is per-CPU and approximate).
 """
 
 from __future__ import annotations
 
 import errno
+import os
 from collections import OrderedDict
 from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
 
 from ..collection import Map
 from ..errors import MapError
@@ -35,8 +39,22 @@ HASH_TYPES = {BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH
 LRU_TYPES = {BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH}
 SUPPORTED = ARRAY_TYPES | HASH_TYPES
 
+PERCPU_TYPES = {BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY,
+                BPF_MAP_TYPE_LRU_PERCPU_HASH}
+
 BPF_ANY, BPF_NOEXIST, BPF_EXIST = 0, 1, 2
 M64 = (1 << 64) - 1
+
+
+@lru_cache(maxsize=1)
+def possible_cpus() -> int:
+    """Possible CPUs, as the kernel sizes per-CPU values (/sys/devices/system/cpu/possible)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+        return max(int(p.partition("-")[2] or p) for p in text.split(",")) + 1
+    except (OSError, ValueError):
+        return os.cpu_count() or 1
 
 
 def _err(name: str, what: str, err: int) -> MapError:
@@ -70,6 +88,9 @@ class VMMap(Map):
         self.handle = MAP_HANDLE_BASE + (index << 12)
         self.stride = (value_size + 7) & ~7
         self._mem = memory
+        self.closed = False
+        self.percpu = type in PERCPU_TYPES
+        self._others: dict[bytes, list[bytes]] = {}  # per-CPU maps: CPUs 1.. written by users
         self.is_array = type in ARRAY_TYPES
         if self.is_array:
             buf = bytearray(self.stride * max_entries)
@@ -132,6 +153,8 @@ class VMMap(Map):
         if old is not None:
             del self._slots[key]
             self._free.append(old)
+        elif self.percpu:
+            self._others.pop(key, None)  # a new element: the other CPUs' copies start zeroed
         self._slots[key] = slot
         return 0
 
@@ -151,10 +174,23 @@ class VMMap(Map):
         if slot is None:
             return -errno.ENOENT
         self._free.append(slot)
+        self._others.pop(key, None)
         return 0
 
     # --- Map primitives (user space) ----------------------------------------------------------------
-    def _lookup(self, key: bytes) -> bytes | None:
+    def _check_open(self) -> None:
+        if self.closed:
+            raise _err(self.name, "the collection is closed", errno.EBADF)
+
+    def _lookup(self, key: bytes) -> Any:
+        self._check_open()
+        v = self._lookup0(key)
+        if v is None or not self.percpu:
+            return v
+        zero = bytes(self.value_size)
+        return [v] + self._others.get(key, [zero] * (possible_cpus() - 1))
+
+    def _lookup0(self, key: bytes) -> bytes | None:
         if self.is_array:
             idx = int.from_bytes(key, "little")
             if idx >= self.max_entries:
@@ -168,13 +204,17 @@ class VMMap(Map):
         return bytes(self.region.buf[off:off + self.value_size])
 
     def _update(self, key: bytes, value: bytes, flags: int) -> None:
+        self._check_open()
         if self.readonly:
             raise _err(self.name, "the map is frozen (read-only)", errno.EPERM)
         rc = self.update_raw(key, value, flags)
         if rc:
             raise _err(self.name, f"update failed (flags {flags})", -rc)
+        if self.percpu:  # user space writes the value to every CPU
+            self._others[key] = [bytes(value)] * (possible_cpus() - 1)
 
     def _delete(self, key: bytes) -> bool:
+        self._check_open()
         rc = self.delete_raw(key)
         if rc == -errno.ENOENT:
             return False
@@ -183,6 +223,7 @@ class VMMap(Map):
         return True
 
     def _keys(self) -> Iterator[bytes]:
+        self._check_open()
         if self.is_array:
             for i in range(self.max_entries):
                 yield i.to_bytes(4, "little")
@@ -191,3 +232,37 @@ class VMMap(Map):
 
     def __len__(self) -> int:
         return self.max_entries if self.is_array else len(self._slots)
+
+
+class VMArenaMap(Map):
+    """The arena as an entry of `obj.maps`, as on the kernel: it has no elements; element calls
+    fail with the errnos bpf(2) gives here (lookup, update, delete EINVAL; get_next_key
+    EOPNOTSUPP)."""
+
+    backend = "vm"
+
+    def __init__(self, name: str, max_entries: int, flags: int) -> None:
+        self.name = name
+        self.type = BPF_MAP_TYPE_ARENA
+        self.key_size = 0
+        self.value_size = 0
+        self.max_entries = max_entries
+        self.flags = flags
+        self.closed = False
+
+    def _fail(self, what: str, err: int) -> MapError:
+        if self.closed:
+            return _err(self.name, "the collection is closed", errno.EBADF)
+        return _err(self.name, f"{what} is not an arena operation", err)
+
+    def _lookup(self, key: bytes) -> bytes | None:
+        raise self._fail("lookup", errno.EINVAL)
+
+    def _update(self, key: bytes, value: bytes, flags: int) -> None:
+        raise self._fail("update", errno.EINVAL)  # bpf(2) refuses the zero-size key first
+
+    def _delete(self, key: bytes) -> bool:
+        raise self._fail("delete", errno.EINVAL)
+
+    def _keys(self) -> Iterator[bytes]:
+        raise self._fail("get_next_key", errno.EOPNOTSUPP)

@@ -17,8 +17,11 @@ at function entry (every loop passes one of them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import VMError
 
 M64 = (1 << 64) - 1
 W = 0xFFFFFFFF
@@ -26,6 +29,7 @@ S64 = 1 << 63
 S32 = 1 << 31
 KSPACE = 1 << 32
 
+_BOUND = re.compile(r"[HKXF][0-9]{1,10}")
 BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto's per-frame budget (kernel BPF_MAX_LOOPS)
 
 _SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
@@ -55,6 +59,8 @@ class Unit:
     arena_hi: int = 0  # upper half of user_vm_start
     no_user_conv: bool = False
     stack_base: int = 0  # address of the stack region
+    arena_mem: set[int] = field(default_factory=set)  # accesses through PTR_TO_ARENA bases
+    max_ctx: int = 0  # the furthest context byte the program reaches
     lines: list[int] = field(default_factory=list)  # source line -> slot (filled in)
 
 
@@ -70,6 +76,7 @@ class _Emitter:
         self.out: list[str] = []
         self.lines: list[int] = []  # parallel: slot for each line (-1: none)
         self.slot = -1
+        self.known: set[int] = set()
 
     def emit(self, depth: int, text: str) -> None:
         self.out.append("    " * depth + text)
@@ -87,6 +94,9 @@ def translate(unit: Unit) -> str:
                  "BUDGET_CELL"):
         em.emit(1, f"{name} = E[{name!r}]")
     bound = sorted({c.name for c in unit.calls.values() if c.kind != "pcall"})
+    for name in bound + [c.name for c in unit.calls.values() if c.kind == "pcall"]:
+        if not _BOUND.fullmatch(name):  # only names the loader made (never text from an object)
+            raise VMError(f"refusing to translate a call bound to {name!r}", program=unit.name)
     for name in bound:
         em.emit(1, f"{name} = E[{name!r}]")
     em.emit(1, "ic = 0")
@@ -143,12 +153,25 @@ def _function(em: _Emitter, start: int, end: int) -> None:
     if has_mg:
         em.emit(2, f"mg = {BPF_MAX_LOOPS}")
     leaders = _leaders(u, start, end)
-    if len(leaders) == 1:
+    if len(leaders) == 1 and not _has_jumps(u, start, end):
         _block(em, start, end, 2, leaders, dispatch=False)
         return
     em.emit(2, f"pc = {start}")
     em.emit(2, "while True:")
     _tree(em, leaders, 0, len(leaders), 3, end)
+
+
+def _has_jumps(unit: Unit, start: int, end: int) -> bool:
+    i = start
+    while i < end:
+        op = unit.insns[i].opcode
+        if op == 0x18:
+            i += 2
+            continue
+        if op & 7 in (5, 6) and op & 0xF0 not in (0x80, 0x90):
+            return True
+        i += 1
+    return False
 
 
 def _tree(em: _Emitter, leaders: list[int], lo: int, hi: int, depth: int, end: int) -> None:
@@ -171,6 +194,7 @@ def _block(em: _Emitter, b: int, nxt: int, d: int, leaders: list[int], dispatch:
     i = b
     n = 0  # instructions executed so far in this block
     ended = False
+    em.known = set()  # registers known to hold a value below 2^32 here (reset at each leader)
     while i < nxt:
         x = ins[i]
         em.slot = i
@@ -179,6 +203,7 @@ def _block(em: _Emitter, b: int, nxt: int, d: int, leaders: list[int], dispatch:
         cls = op & 7
         if op == 0x18:
             em.emit(d, f"r{x.dst} = {u.ldimm[i]}")
+            _track_u32(em.known, x, u, u.ldimm[i])
             i += 2
             continue
         if cls in (4, 7):
@@ -218,6 +243,7 @@ def _block(em: _Emitter, b: int, nxt: int, d: int, leaders: list[int], dispatch:
                 t = i + x.off + 1
                 em.emit(d, f"if {_cond(x, cls == 5)}:")
                 _jump(em, d + 1, i, t, n)
+        _track_u32(em.known, x, u, None)
         i += 1
     if not ended:
         # falls into the next block (check.py made sure one exists)
@@ -227,6 +253,52 @@ def _block(em: _Emitter, b: int, nxt: int, d: int, leaders: list[int], dispatch:
             em.emit(d, f"pc = {nxt}")
         else:  # pragma: no cover - a single-block function always ends in exit or ja
             em.emit(d, "raise AssertionError('fell off a function')")
+
+
+def _track_u32(known: set[int], x: Any, u: Unit, imm64: int | None) -> None:
+    """Update the set of registers known to be < 2^32 after instruction x (within a block)."""
+    op = x.opcode
+    cls = op & 7
+    d = x.dst
+    if op == 0x18:
+        (known.add if imm64 is not None and imm64 < KSPACE else known.discard)(d)
+        return
+    if cls == 4:
+        if (op & 0xF0) == 0xD0 and x.imm == 64:
+            if op & 0x08:  # TO_BE 64: a full swap
+                known.discard(d)
+            return  # TO_LE 64: unchanged
+        known.add(d)
+        return
+    if cls == 7:
+        code = op & 0xF0
+        isreg = op & 0x08
+        if code == 0xB0 and isreg and x.off == 0:
+            (known.add if x.src in known else known.discard)(d)
+        elif code == 0xB0 and isreg and x.off == 1:
+            (known.add if x.imm == 1 or u.no_user_conv else known.discard)(d)
+        elif code == 0xB0 and not isreg:
+            (known.add if x.imm >= 0 else known.discard)(d)
+        elif code == 0x50 and not isreg and x.imm >= 0:
+            known.add(d)
+        elif code == 0x70 and not isreg and x.imm >= 32:
+            known.add(d)
+        else:
+            known.discard(d)
+        return
+    if cls == 1:
+        (known.add if (op & 0x18) != 0x18 and (op & 0xE0) == 0x60 else known.discard)(d)
+        return
+    if cls == 3 and (op & 0xE0) == 0xC0:
+        if x.imm == 0x100:
+            known.discard(d)
+        elif x.imm == 0xF1:
+            known.discard(0)
+        elif x.imm & 1:
+            known.discard(x.src)
+        return
+    if op == 0x85:
+        known.difference_update((0, 1, 2, 3, 4, 5))
 
 
 def _jump(em: _Emitter, d: int, i: int, t: int, n: int) -> None:
@@ -422,16 +494,22 @@ def _ldx(em: _Emitter, d: int, dst: int, src: int, off: int, sz: int, signed: bo
     if u.arena_lo is None or src == 10:
         em.emit(d, f"{dr} = {sext(f'LD(r{src} + {off}, {sz})')}")
         return
-    em.emit(d, f"if r{src} < {KSPACE}:")
-    em.emit(d + 1, f"o = r{src} + {off - u.arena_lo}")
+    known = src in em.known  # then the value is a 32-bit arena pointer: no region check
+    typed = em.slot in u.arena_mem  # PTR_TO_ARENA: the kernel reaches (u32)reg + off
+    if not known and not typed:
+        em.emit(d, f"if r{src} < {KSPACE}:")
+    e = d if known or typed else d + 1
+    base = f"r{src}" if known or not typed else f"(r{src} & {W})"
+    em.emit(e, f"o = {base} + {off - u.arena_lo}")
     align = f" and not o & {sz - 1}" if sz > 1 else ""
-    em.emit(d + 1, f"if 0 <= o < {u.arena_size}{align} and P[o >> 12]:")
+    em.emit(e, f"if 0 <= o < {u.arena_size}{align} and P[o >> 12]:")
     fast = f"A{v}{sfx}[o >> {_SHIFT[sz]}]"
-    em.emit(d + 2, f"{dr} = {fast} & {M64}" if signed else f"{dr} = {fast}")
-    em.emit(d + 1, "else:")
-    em.emit(d + 2, f"{dr} = {sext(f'ALD(r{src} + {off}, {sz})')}")
-    em.emit(d, "else:")
-    em.emit(d + 1, f"{dr} = {sext(f'LD(r{src} + {off}, {sz})')}")
+    em.emit(e + 1, f"{dr} = {fast} & {M64}" if signed else f"{dr} = {fast}")
+    em.emit(e, "else:")
+    em.emit(e + 1, f"{dr} = {sext(f'ALD({base} + {off}, {sz})')}")
+    if not known and not typed:
+        em.emit(d, "else:")
+        em.emit(d + 1, f"{dr} = {sext(f'LD(r{src} + {off}, {sz})')}")
 
 
 def _store(em: _Emitter, d: int, dst: int, off: int, sz: int, val: str) -> None:
@@ -449,15 +527,21 @@ def _store(em: _Emitter, d: int, dst: int, off: int, sz: int, val: str) -> None:
     if u.arena_lo is None or dst == 10:
         em.emit(d, f"ST(r{dst} + {off}, {sz}, {val})")
         return
-    em.emit(d, f"if r{dst} < {KSPACE}:")
-    em.emit(d + 1, f"o = r{dst} + {off - u.arena_lo}")
+    known = dst in em.known
+    typed = em.slot in u.arena_mem
+    if not known and not typed:
+        em.emit(d, f"if r{dst} < {KSPACE}:")
+    e = d if known or typed else d + 1
+    base = f"r{dst}" if known or not typed else f"(r{dst} & {W})"
+    em.emit(e, f"o = {base} + {off - u.arena_lo}")
     align = f" and not o & {sz - 1}" if sz > 1 else ""
-    em.emit(d + 1, f"if 0 <= o < {u.arena_size}{align} and P[o >> 12]:")
-    em.emit(d + 2, f"A{v}[o >> {_SHIFT[sz]}] = {val}")
-    em.emit(d + 1, "else:")
-    em.emit(d + 2, f"AST(r{dst} + {off}, {sz}, {val})")
-    em.emit(d, "else:")
-    em.emit(d + 1, f"ST(r{dst} + {off}, {sz}, {val})")
+    em.emit(e, f"if 0 <= o < {u.arena_size}{align} and P[o >> 12]:")
+    em.emit(e + 1, f"A{v}[o >> {_SHIFT[sz]}] = {val}")
+    em.emit(e, "else:")
+    em.emit(e + 1, f"AST({base} + {off}, {sz}, {val})")
+    if not known and not typed:
+        em.emit(d, "else:")
+        em.emit(d + 1, f"ST(r{dst} + {off}, {sz}, {val})")
 
 
 def _atomic(em: _Emitter, d: int, x: Any, sz: int) -> None:
@@ -469,7 +553,8 @@ def _atomic(em: _Emitter, d: int, x: Any, sz: int) -> None:
         val = f"r{x.src}" if sz == 8 else f"(r{x.src} & {_MASK[sz]})"
         _store(em, d, x.dst, x.off, sz, val)
         return
-    call = f"AT(r{x.dst}, {x.off}, {sz}, {imm}, r{x.src}, r0)"
+    base = f"(r{x.dst} & {W})" if em.slot in em.u.arena_mem else f"r{x.dst}"
+    call = f"AT({base}, {x.off}, {sz}, {imm}, r{x.src}, r0)"
     if imm == 0xF1:  # cmpxchg: r0 = old
         em.emit(d, f"t = {call}")
         em.emit(d, "if t is not None:")
