@@ -85,45 +85,6 @@ def _is_bpffs(path: str) -> bool:
         return False
 
 
-class _PageSet:
-    """Sorted, disjoint half-open page ranges: the reservations this object made."""
-
-    def __init__(self) -> None:
-        self.runs: list[tuple[int, int]] = []
-
-    def add(self, lo: int, hi: int) -> None:
-        out, placed = [], False
-        for a, b in self.runs:
-            if b < lo or a > hi:
-                if a > hi and not placed:
-                    out.append((lo, hi))
-                    placed = True
-                out.append((a, b))
-            else:
-                lo, hi = min(lo, a), max(hi, b)
-        if not placed:
-            out.append((lo, hi))
-        self.runs = sorted(out)
-
-    def remove(self, lo: int, hi: int) -> None:
-        out = []
-        for a, b in self.runs:
-            if b <= lo or a >= hi:
-                out.append((a, b))
-                continue
-            if a < lo:
-                out.append((a, lo))
-            if b > hi:
-                out.append((hi, b))
-        self.runs = out
-
-    def pages(self) -> list[int]:
-        return [p for a, b in self.runs for p in range(a, b)]
-
-    def __len__(self) -> int:
-        return sum(b - a for a, b in self.runs)
-
-
 class KernelArena(Arena):
     """A kernel BPF arena: `BPF_MAP_TYPE_ARENA` created with BPF_F_MMAPABLE and mmap'ed here."""
 
@@ -162,7 +123,6 @@ class KernelArena(Arena):
         self._name = name
         # (memoryview, its exporter) handed out by _buffer(), both as weak references
         self._views: list[tuple[weakref.ref, weakref.ref]] = []
-        self._reserved = _PageSet()
         self._progs = None
         self._lock = threading.Lock()
         self._segv = bool(flags & layout.BPF_F_SEGV_ON_FAULT)
@@ -340,32 +300,16 @@ class KernelArena(Arena):
             return  # the kfunc ignores cnt 0 and NULL
         count = min(count, 0xFFFFFFFF)
         self._programs().free(addr, count)
-        lo = layout.pgoff(self._user_vm_start, addr & ~(PAGE_SIZE - 1))
-        self._reserved.remove(lo, lo + count)
 
     def _reserve_pages(self, addr: int, count: int) -> int:
         count = max(0, min(count, 0xFFFFFFFF))
-        rc = self._programs().reserve(addr, count)
-        if rc == 0 and count and addr % PAGE_SIZE == 0:
-            lo = layout.pgoff(self._user_vm_start, addr)
-            self._reserved.add(lo, lo + count)
-        return rc
+        return self._programs().reserve(addr, count)
 
     def _resident_pages(self) -> int:
-        """Pages allocated now, found by reserve-probing (see progs.busy_pages).
-
-        Reserved-but-unallocated pages look busy to the probe too, so the reservations this object
-        made are subtracted, except those a user touch has since turned into real pages (seen by
-        mincore in our mapping). Reservations made by BPF programs count as allocated.
-        """
-        busy = self._programs().busy_pages(self._max_pages, self._user_vm_start)
-        if self._reserved.runs:
-            present = 0
-            for a, b in self._reserved.runs:
-                vec = mem.mincore(self._base + a * PAGE_SIZE, (b - a) * PAGE_SIZE)
-                present += sum(v & 1 for v in vec)
-            busy -= len(self._reserved) - present
-        return busy
+        """Pages allocated now, counted in the kernel's own mapping without side effects (see
+        progs.count_prog): BPF allocations and user faults, from any handle or program; pages
+        only reserved do not count."""
+        return self._programs().resident_pages(self._max_pages, self._user_vm_start)
 
     # --- lifetime -------------------------------------------------------------------------------
     def _close(self) -> None:

@@ -14,10 +14,11 @@ import errno
 import struct
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 
 from .. import _sys
-from ..errors import ArenaError, NotSupportedError, VerifierError
-from ..isa.asm import R0, R1, R2, R3, R4, R5, R6, Assembler
+from ..errors import ArenaError, BPFError, NotSupportedError, VerifierError
+from ..isa.asm import R0, R1, R2, R3, R4, R5, R6, R10, Assembler
 from ..isa.insn import encode
 from .kfuncs import kfunc_id
 
@@ -28,12 +29,9 @@ ALLOC = "bpf_arena_alloc_pages"
 FREE = "bpf_arena_free_pages"
 RESERVE = "bpf_arena_reserve_pages"
 
-PROBE_BATCH = 256  # ranges probed per run of the busy-page program (16 bytes each in ctx)
-PROBE_SPLIT = 4  # a busy range is split into this many parts per level
 
 _ALLOC_CTX = struct.Struct("<QQqQ")  # addr hint, page count, node, result
 _PAGES_CTX = struct.Struct("<QQ")  # addr, page count  (+ result for reserve: retval)
-_PROBE_ENT = struct.Struct("<QIi")  # addr, page count, reserve result
 
 
 def load_syscall_prog(asm: Assembler, name: str, log_level: int = 0) -> _sys.ProgFd:
@@ -87,27 +85,101 @@ def reserve_prog(map_fd: int) -> Assembler:
     return _kfunc_prog(map_fd, RESERVE, _PAGES_ARGS, returns=True)
 
 
-def probe_prog(map_fd: int, n: int = PROBE_BATCH) -> Assembler:
-    """For each of n ctx entries (addr, cnt, result): result = reserve(addr, cnt); when that
-    succeeded (the whole range was free), free the range again so nothing is left reserved."""
-    reserve, free = kfunc_id(RESERVE), kfunc_id(FREE)
+# kernel layout facts for the page-presence probe (ARENA_FACTS.md §2): BPF reaches arena byte
+# `u` at kern_vm_start + (u32)u, and kern_vm_start = kern_vm->addr + GUARD_SZ / 2
+GUARD_SZ = 1 << 16  # round_up(2^16, 2 * PAGE_SIZE) with 4 KiB pages
+PROBE_READ_KERNEL = 113
+BPF_LOOP = 181
+COUNT_CHUNK = 1 << 16  # pages counted per run of the counting program
+
+_COUNT_CTX = struct.Struct("<IIq")  # (u32)address of the first page, page count, result
+
+
+@lru_cache(maxsize=1)
+def arena_offsets() -> tuple[int, int]:
+    """(offsetof(struct bpf_arena, kern_vm), offsetof(struct vm_struct, addr)) from vmlinux BTF."""
+    from .kfuncs import vmlinux_btf
+
+    btf = vmlinux_btf()
+    try:
+        kern_vm = btf.offsetof(btf.find("bpf_arena", "struct"), "kern_vm")
+        addr = btf.offsetof(btf.find("vm_struct", "struct"), "addr")
+    except (KeyError, BPFError) as e:
+        raise NotSupportedError("arena page counting", f"the kernel's BTF has no struct "
+                                f"bpf_arena.kern_vm / vm_struct.addr ({e})") from None
+    return kern_vm, addr
+
+
+def count_prog(map_fd: int) -> Assembler:
+    """Count the arena pages present in the kernel's mapping, without touching the arena.
+
+    ctx = (lo32, n, result): result = how many of the n pages whose user addresses have low 32
+    bits lo32, lo32 + 4096, ... (wrapping) are mapped in the arena's kernel area, or a negative
+    errno. A page is present exactly when a 1-byte bpf_probe_read_kernel of it succeeds (it
+    fails with -EFAULT on a hole), so nothing is reserved, allocated or freed: unlike reserve
+    probing this leaves the free-range tree alone, and it does not count reservations.
+
+    The map pointer cannot take pointer arithmetic, so the start of struct bpf_arena up to
+    kern_vm is copied to the stack with bpf_probe_read_kernel, which takes any value as source.
+    """
+    kern_vm_off, addr_off = arena_offsets()
+    buf = (kern_vm_off + 8 + 7) & ~7
+    if buf > 480:
+        raise NotSupportedError("arena page counting", f"struct bpf_arena.kern_vm is at byte "
+                                f"{kern_vm_off}: too far in to copy onto the BPF stack")
     a = Assembler()
     a.mov64(R6, R1)
-    for i in range(n):
-        o = i * _PROBE_ENT.size
-        skip = f"skip{i}"
-        a.ldx("w", R3, R6, o + 8)
-        a.jeq(R3, 0, skip)
-        a.ldx("dw", R2, R6, o)
-        a.ld_map_fd(R1, map_fd)
-        a.call_kfunc(reserve)
-        a.stx("w", R6, R0, o + 12)
-        a.jne32(R0, 0, skip)
-        a.ldx("dw", R2, R6, o)
-        a.ldx("w", R3, R6, o + 8)
-        a.ld_map_fd(R1, map_fd)
-        a.call_kfunc(free)
-        a.label(skip)
+    # kern_vm = ((struct bpf_arena *)map)->kern_vm
+    a.mov64(R1, R10)
+    a.add64(R1, -buf)
+    a.mov64(R2, buf)
+    a.ld_map_fd(R3, map_fd)
+    a.call_helper(PROBE_READ_KERNEL)
+    a.jne(R0, 0, "fail")
+    a.ldx("dw", R3, R10, -buf + kern_vm_off)
+    # kern_vm_start = kern_vm->addr + GUARD_SZ / 2
+    a.add64(R3, addr_off)
+    a.mov64(R1, R10)
+    a.add64(R1, -8)
+    a.mov64(R2, 8)
+    a.call_helper(PROBE_READ_KERNEL)
+    a.jne(R0, 0, "fail")
+    a.ldx("dw", R1, R10, -8)
+    a.add64(R1, GUARD_SZ // 2)
+    # loop state on the stack: fp-24 count, fp-16 lo32, fp-8 kern_vm_start
+    a.stx("dw", R10, R1, -8)
+    a.ldx("w", R1, R6, 0)
+    a.stx("dw", R10, R1, -16)
+    a.st("dw", R10, -24, 0)
+    a.ldx("w", R1, R6, 4)
+    a.ld_func(R2, "page")
+    a.mov64(R3, R10)
+    a.add64(R3, -24)
+    a.mov64(R4, 0)
+    a.call_helper(BPF_LOOP)
+    a.jslt(R0, 0, "fail")
+    a.ldx("dw", R0, R10, -24)
+    a.label("fail")
+    a.stx("dw", R6, R0, 8)
+    a.mov64(R0, 0)
+    a.exit_()
+    # page(i, state): state->count += probe_read_kernel(kern_vm_start + (u32)(lo32 + i * 4096))
+    a.label("page")
+    a.mov64(R6, R2)
+    a.lsh32(R1, 12)
+    a.ldx("dw", R3, R6, 8)
+    a.add32(R1, R3)
+    a.ldx("dw", R3, R6, 16)
+    a.add64(R3, R1)
+    a.mov64(R1, R10)
+    a.add64(R1, -8)
+    a.mov64(R2, 1)
+    a.call_helper(PROBE_READ_KERNEL)
+    a.jne(R0, 0, "hole")
+    a.ldx("dw", R1, R6, 0)
+    a.add64(R1, 1)
+    a.stx("dw", R6, R1, 0)
+    a.label("hole")
     a.mov64(R0, 0)
     a.exit_()
     return a
@@ -163,7 +235,7 @@ class ArenaPrograms:
         p = self._progs.get(which)
         if p is None:
             build = {"alloc": alloc_prog, "free": free_prog, "reserve": reserve_prog,
-                     "probe": probe_prog}[which]
+                     "count": count_prog}[which]
             try:
                 p = load_syscall_prog(build(self._map_fd.fileno()), f"arena_{which}")
             except VerifierError as e:
@@ -188,47 +260,26 @@ class ArenaPrograms:
         ctx = bytearray(_PAGES_CTX.pack(addr & (1 << 64) - 1, count))
         return _s32(_sys.prog_test_run_ctx_inout(self._prog("reserve"), ctx))
 
-    def probe(self, ranges: list[tuple[int, int]]) -> list[int]:
-        """reserve() results for each (address, page count); ranges found free are freed again."""
-        prog = self._prog("probe")
-        out: list[int] = []
-        for i in range(0, len(ranges), PROBE_BATCH):
-            chunk = ranges[i:i + PROBE_BATCH]
-            ctx = bytearray(PROBE_BATCH * _PROBE_ENT.size)
-            for j, (addr, cnt) in enumerate(chunk):
-                _PROBE_ENT.pack_into(ctx, j * _PROBE_ENT.size, addr, cnt, 0)
-            _sys.prog_test_run_ctx_inout(prog, ctx)
-            out.extend(_PROBE_ENT.unpack_from(ctx, j * _PROBE_ENT.size)[2]
-                       for j in range(len(chunk)))
-        return out
+    def resident_pages(self, max_pages: int, user_vm_start: int) -> int:
+        """How many of the arena's pages are allocated right now (by BPF or by user faults).
 
-    def busy_pages(self, max_pages: int, user_vm_start: int) -> int:
-        """How many of the arena's pages are allocated or reserved right now.
-
-        Divide and conquer with reserve-probing: reserve(range) succeeds only when every page in
-        it is free (the range is then freed again at once), so a busy range is split until its
-        parts are free or single pages. Not atomic against concurrent allocators: a page another
-        thread or process allocates or touches in the middle of a probe may be missed or, for a
-        user touch inside a just-reserved range, dropped again by the probe's free.
+        Read-only: each page of the kernel's mapping is probed in place (see count_prog), in
+        chunks so one run stays short. Reservations without a page do not count. Pages allocated
+        or freed concurrently may or may not be seen, but nothing else is disturbed.
         """
         from ..arena.layout import PAGE_SIZE
 
+        prog = self._prog("count")
         total = 0
-        level = [(0, max_pages)]
-        while level:
-            rs = self.probe([(user_vm_start + lo * PAGE_SIZE, hi - lo) for lo, hi in level])
-            nxt = []
-            for (lo, hi), rc in zip(level, rs, strict=True):
-                if rc == 0:
-                    continue
-                if rc != -errno.EBUSY:
-                    raise ArenaError(f"reserve probe of pages [{lo}, {hi}) failed", -rc)
-                if hi - lo == 1:
-                    total += 1
-                    continue
-                step = -(-(hi - lo) // PROBE_SPLIT)
-                nxt.extend((s, min(s + step, hi)) for s in range(lo, hi, step))
-            level = nxt
+        for first in range(0, max_pages, COUNT_CHUNK):
+            n = min(COUNT_CHUNK, max_pages - first)
+            ctx = bytearray(_COUNT_CTX.pack((user_vm_start + first * PAGE_SIZE) & 0xFFFFFFFF,
+                                            n, 0))
+            _sys.prog_test_run_ctx_inout(prog, ctx)
+            rc = _COUNT_CTX.unpack(ctx)[2]
+            if rc < 0:
+                raise ArenaError(f"counting arena pages [{first}, {first + n}) failed", -rc)
+            total += rc
         return total
 
     def close(self) -> None:
