@@ -300,10 +300,37 @@ def test_name_and_node(kernel):
 
 
 def test_resident_pages_sees_pages_allocated_elsewhere(kernel):
-    """Pages another handle (or a loaded program) allocates count; so do its reservations,
-    which a reserve probe cannot tell from pages (a documented limitation)."""
+    """Pages another handle (or a loaded program) allocates count; its reservations do not,
+    since the count looks at the kernel's page mapping, not the free-range tree."""
     with bpfarena.Arena(pages=64, backend=kernel) as a:
         with bpfarena.Arena.open(map_id=a.map_id) as b:
             b.alloc_pages(5)
-            b.reserve_pages(a.user_vm_start + 40 * P, 2)  # b's reservation: busy for a
-        assert a.resident_pages() == 7
+            b.reserve_pages(a.user_vm_start + 40 * P, 2)
+            assert a.resident_pages() == 5
+            b.write(a.user_vm_start + 41 * P, b"x")  # a user fault on a reserved page is a page
+        assert a.resident_pages() == 6
+
+
+def test_resident_pages_first_and_last_page(kernel):
+    # a count looking at the wrong kernel address (a wrong guard size or base) would shift the
+    # probed window and lose one of the two edge pages
+    with bpfarena.Arena(pages=64, backend=kernel) as a:
+        s = a.user_vm_start
+        assert a.alloc_pages(1, addr=s) == s
+        assert a.alloc_pages(1, addr=s + 63 * P) == s + 63 * P
+        assert a.resident_pages() == 2
+        a.free_pages(s, 1)
+        assert a.resident_pages() == 1
+
+
+def test_resident_pages_leaves_the_free_tree_alone(kernel):
+    # the count reserves nothing: every page stays allocatable, at the address best fit chose
+    # before the count, and repeated counts agree
+    with bpfarena.Arena(pages=16, backend=kernel) as a:
+        s = a.user_vm_start
+        a.alloc_pages(2, addr=s + 4 * P)
+        counts = [a.resident_pages() for _ in range(3)]
+        assert counts == [2, 2, 2]
+        assert a.alloc_pages(4) == s
+        assert a.alloc_pages(10) == s + 6 * P
+        assert a.resident_pages() == 16

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -250,3 +251,48 @@ def test_header_helpers_and_map_macros_run(backend, bpf_obj):
             assert "hello 42" in res.output
         assert dict(m.items()) == {(8).to_bytes(4, "little"): (9).to_bytes(8, "little")}
         assert int.from_bytes(obj.maps["locked"][0][8:16], "little") == 5
+
+
+ARENA_FLAGS_PROG = r"""
+%s
+#include "bpfarena.h"
+struct {
+	__uint(type, BPF_MAP_TYPE_ARENA);
+	__uint(map_flags, BPF_F_MMAPABLE | BPF_F_SEGV_ON_FAULT | BPF_F_NO_USER_CONV);
+	__uint(max_entries, 3);
+} arena SEC(".maps");
+const volatile __u32 ours[4] = {BPFARENA_MAP_TYPE_ARENA, BPFARENA_F_MMAPABLE,
+				BPFARENA_F_SEGV_ON_FAULT, BPFARENA_F_NO_USER_CONV};
+SEC("syscall")
+int prog(void *ctx)
+{
+	return BPF_ANY + BPF_MAP_TYPE_HASH;
+}
+char _license[] SEC("license") = "GPL";
+"""
+
+
+@pytest.mark.parametrize("first", ["#include <linux/bpf.h>", ""], ids=["linux_bpf_h", "alone"])
+def test_arena_constants_with_and_without_linux_bpf_h(tmp_path, first):
+    # Debian 12's <linux/bpf.h> (6.1) has no arena names; it needs <asm/types.h> from the
+    # multiarch include directory, which compile() adds
+    src = tmp_path / "flags.bpf.c"
+    src.write_text(ARENA_FLAGS_PROG % first)
+    spec = bpfarena.ObjectSpec.from_file(bpfarena.compile(src))
+    a = spec.maps["arena"]
+    assert (a.type, a.flags, a.max_entries) == (33, 0x400 | 0x20000 | 0x40000, 3)
+    assert struct.unpack("<4I", spec.maps[".rodata"].data[:16]) == (33, 0x400, 0x20000, 0x40000)
+
+
+def test_bpfarena_h_with_installed_linux_bpf_h(tmp_path):
+    # the header macros and helper prototypes must not clash with /usr/include/linux/bpf.h
+    src = tmp_path / "both.bpf.c"
+    src.write_text("#include <linux/bpf.h>\n" + SIMPLE)
+    spec = bpfarena.ObjectSpec.from_file(bpfarena.compile(src))
+    assert spec.maps["arena"].type == 33 and "prog" in spec.programs
+
+
+def test_multiarch_include_dir_holds_asm_headers():
+    d = cc.multiarch_include_dir()
+    assert d is not None and (d / "asm" / "types.h").is_file()
+    assert cc.multiarch_include_dir() is d  # cached

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
 
 import bpfarena
+from bpfarena import _sys
+from bpfarena.errors import ArenaError, MapError, VerifierError
 from bpfarena.obj import ObjectSpec
 
 
@@ -290,3 +293,187 @@ def test_rodata_knob_set_before_load(bpf_obj, backend):
         assert obj.programs["compute"].run().retval == 6 * 10 + 1
     with pytest.raises(KeyError):
         spec.set_global("no_such_variable", 1)
+
+
+# --- pinning (LIBBPF_PIN_BY_NAME) and the arena address ------------------------------------------
+
+PINNED_SRC = r"""
+#include "bpfarena.h"
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, 1 /* LIBBPF_PIN_BY_NAME */);
+} SHARED SEC(".maps");
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+} private SEC(".maps");
+%s
+SEC("syscall")
+int bump(void *ctx)
+{
+	__u32 k = 0;
+	__u64 one = 1, *v = bpf_map_lookup_elem(&SHARED, &k);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		bpf_map_update_elem(&SHARED, &k, &one, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(&private, &k);
+	if (v)
+		__sync_fetch_and_add(v, 1);
+	else
+		bpf_map_update_elem(&private, &k, &one, BPF_NOEXIST);
+	%s
+	return 0;
+}
+char _license[] SEC("license") = "GPL";
+"""
+
+
+def _pinned_obj(bpf_obj, tmp_path, name: str, arena: str = "", body: str = "") -> object:
+    src = tmp_path / f"{name}.bpf.c"
+    src.write_text((PINNED_SRC % (arena, body)).replace("SHARED", name))
+    return bpf_obj(src)
+
+
+def _map_id(m) -> int:
+    return _sys.map_info(m.fd).id
+
+
+@pytest.fixture
+def pin_root():
+    from bpfarena.kernel.arena import ensure_bpffs
+
+    ensure_bpffs()
+    root = f"/sys/fs/bpf/bpfarena-test-{os.getpid()}"
+    os.makedirs(root, exist_ok=True)
+    yield root
+    for f in os.listdir(root):
+        os.unlink(os.path.join(root, f))
+    os.rmdir(root)
+
+
+def test_pinned_map_is_shared_between_loads(bpf_obj, kernel, tmp_path, pin_root):
+    obj = _pinned_obj(bpf_obj, tmp_path, "shared")
+    with bpfarena.load(obj, backend=kernel, pin_root=pin_root) as a:
+        assert os.listdir(pin_root) == ["shared"]  # only the pinned-by-name map
+        a.programs["bump"].run()
+        a.maps["shared"][5] = 77
+        with bpfarena.load(obj, backend=kernel, pin_root=pin_root) as b:
+            b.programs["bump"].run()
+            assert _map_id(b.maps["shared"]) == _map_id(a.maps["shared"])
+            assert _map_id(b.maps["private"]) != _map_id(a.maps["private"])
+            assert int.from_bytes(a.maps["shared"][0], "little") == 2
+            assert int.from_bytes(a.maps["private"][0], "little") == 1
+            assert int.from_bytes(b.maps["shared"][5], "little") == 77
+    assert os.listdir(pin_root) == ["shared"]  # the pin outlives the collections
+    with bpfarena.load(obj, backend=kernel, pin_root=pin_root) as c:
+        assert int.from_bytes(c.maps["shared"][0], "little") == 2  # contents kept
+
+
+def test_pinned_map_default_root_is_sys_fs_bpf(bpf_obj, kernel, tmp_path):
+    name = f"bpfa_pin_{os.getpid()}"
+    path = os.path.join("/sys/fs/bpf", name)
+    obj = _pinned_obj(bpf_obj, tmp_path, name)
+    try:
+        with bpfarena.load(obj, backend=kernel) as a:
+            assert os.path.exists(path)
+            with _sys.obj_get(path) as fd:
+                assert _sys.map_info(fd).id == _map_id(a.maps[name])
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
+
+
+def test_incompatible_pinned_map_is_refused(bpf_obj, kernel, tmp_path, pin_root):
+    obj = _pinned_obj(bpf_obj, tmp_path, "shared")
+    with _sys.map_create(1, 4, 8, 32) as fd:  # a hash map, but 32 entries instead of 16
+        _sys.obj_pin(fd, os.path.join(pin_root, "shared"))
+    before = _fds()
+    with pytest.raises(MapError, match=r"max_entries 0x20 \(object: 0x10\)") as ei:
+        bpfarena.load(obj, backend=kernel, pin_root=pin_root)
+    assert ei.value.errno == errno.EINVAL
+    assert _fds() == before
+
+
+def test_failed_load_unpins_what_it_pinned(bpf_obj, kernel, tmp_path, pin_root):
+    # the NULL dereference makes the verifier refuse the program after the map was pinned
+    obj = _pinned_obj(bpf_obj, tmp_path, "shared",
+                      body="return *(volatile __u64 *)bpf_map_lookup_elem(&shared, &k);")
+    with pytest.raises(VerifierError):
+        bpfarena.load(obj, backend=kernel, pin_root=pin_root)
+    assert os.listdir(pin_root) == []
+
+
+def test_pinned_arena_is_shared_between_loads(bpf_obj, kernel, tmp_path, pin_root):
+    arena = r"""
+struct {
+	__uint(type, BPF_MAP_TYPE_ARENA);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 8);
+	__uint(pinning, 1);
+} arena SEC(".maps");
+"""
+    obj = _pinned_obj(bpf_obj, tmp_path, "shared", arena=arena)
+    with bpfarena.load(obj, backend=kernel, pin_root=pin_root) as a:
+        p = a.arena.alloc_pages(1)
+        a.arena.write(p, b"pinned")
+        assert sorted(os.listdir(pin_root)) == ["arena", "shared"]
+        with bpfarena.load(obj, backend=kernel, pin_root=pin_root) as b:
+            assert b.arena.map_id == a.arena.map_id
+            assert b.arena.read(p, 6) == b"pinned"
+            assert b.arena.resident_pages() == 1
+
+
+def test_user_vm_start_must_match_map_extra(bpf_obj, kernel, tmp_path):
+    at = 0x7E0000000000
+    src = tmp_path / "fixed.bpf.c"
+    src.write_text(f"""#include "bpfarena.h"
+BPFARENA_MAP(arena, 4, {at:#x}ull);
+SEC("syscall") int noop(void *ctx) {{ return 0; }}
+char _license[] SEC("license") = "GPL";
+""")
+    obj = bpf_obj(src)
+    with bpfarena.load(obj, backend=kernel, user_vm_start=at) as c:  # the same address is fine
+        assert c.arena.user_vm_start == at
+    before = _fds()
+    with pytest.raises(ArenaError, match="map_extra") as ei:
+        bpfarena.load(obj, backend=kernel, user_vm_start=at + (1 << 20))
+    assert ei.value.errno == errno.EINVAL
+    assert _fds() == before
+
+
+@pytest.mark.parametrize("code", [0xFF, 0x00])
+def test_unknown_opcode_names_its_instruction(kernel, code):
+    # "unknown opcode XX" comes from a pass that prints no index; 0x00 also fills the second
+    # slot of every ld_imm64, which must not be taken for the culprit
+    import struct
+
+    slot = struct.Struct("<BBhi")
+    insns = (slot.pack(0x18, 1, 0, 5) + slot.pack(0, 0, 0, 0)  # ld_imm64 r1, 5
+             + slot.pack(0xB7, 0, 0, 0) + slot.pack(code, 0, 0, 0) + slot.pack(0x95, 0, 0, 0))
+    with pytest.raises(VerifierError) as ei:
+        _sys.prog_load(31, insns, "GPL", name="badop", prog_flags=16)
+    assert f"unknown opcode {code:02x}" in ei.value.log
+    assert ei.value.insn_index == 3
+
+
+def test_unknown_opcode_in_an_object_names_its_instruction(bpf_obj, kernel, tmp_path):
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    data = bytearray(bpf_obj("load_globals.bpf.c").read_bytes())
+    spec = ObjectSpec.from_bytes(bytes(data))
+    ps = spec.programs["compute"]
+    sec = ELFFile(io.BytesIO(bytes(data))).get_section_by_name(ps.section)
+    data[sec["sh_offset"] + 8 * 2] = 0xFF
+    p = tmp_path / "badop.o"
+    p.write_bytes(bytes(data))
+    with pytest.raises(VerifierError) as ei:
+        bpfarena.load(p, backend=kernel)
+    assert ei.value.program == "compute" and ei.value.insn_index == 2

@@ -527,3 +527,44 @@ def test_fuzz_only_object_errors(basic, misc, data):
         ObjectSpec.from_bytes(bytes(raw[:len(raw)]), "fuzz.o")
     except ObjectError:
         pass
+
+
+def _set_symbol(data: bytes, name: str, value: int | None = None, size: int | None = None) -> bytes:
+    symtab = _elf(data).get_section_by_name(".symtab")
+    for i, sym in enumerate(symtab.iter_symbols()):
+        if sym.name == name:
+            base = symtab["sh_offset"] + i * symtab["sh_entsize"]
+            out = bytearray(data)
+            if value is not None:
+                struct.pack_into("<Q", out, base + 8, value)
+            if size is not None:
+                struct.pack_into("<Q", out, base + 16, size)
+            return bytes(out)
+    raise AssertionError(f"no symbol {name}")
+
+
+@pytest.mark.parametrize("name,section", [("arena", ".maps"), ("hmap", ".maps"),
+                                          ("data_var", ".data"), ("bss_var", ".bss"),
+                                          ("ro_var", ".rodata")])
+@pytest.mark.parametrize("value,size", [(0x10 << 56, None), (1 << 20, None), (0, 1 << 40),
+                                        (None, 1 << 63)])
+def test_symbol_outside_its_section_is_refused(basic, name, section, value, size):
+    # found by fuzzing: a .maps symbol at 0x10 << 56 passed the reader and crashed the kernel
+    # loader's BTF fixup with struct.error
+    data = _set_symbol(basic.read_bytes(), name, value, size)
+    expect(data, match="outside its section", section=section, symbol=name)
+
+
+def test_btf_fixup_out_of_range_values_are_object_errors(bspec):
+    from bpfarena.kernel import btfload
+
+    raw = btfload.RawBTF(bspec.btf_raw)
+    with pytest.raises(ObjectError, match="outside the section") as ei:
+        btfload.fixup(raw, {".data": (4, {"data_var": 1 << 40})})
+    assert ei.value.section == ".data" and ei.value.symbol == "data_var"
+    raw = btfload.RawBTF(bspec.btf_raw)
+    with pytest.raises(ObjectError, match="32 bits"):
+        btfload.fixup(raw, {".data": (None, {"data_var": 1 << 40})})
+    ds = next(t for t in range(1, len(raw.index)) if raw.index[t].kind == btfload.K_DATASEC)
+    with pytest.raises(ObjectError, match="32 bits"):
+        raw.set_member(ds, 0, 1, -1, 4)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from .errors import CompileError
 
-__all__ = ["CLANG", "compile", "find_clang", "include_dir"]
+__all__ = ["CLANG", "compile", "find_clang", "include_dir", "multiarch_include_dir"]
 
 CLANG = "clang-19"
 _INCLUDE_RE = re.compile(rb'^\s*#\s*include\s*[<"]([^>"]+)[>"]', re.M)
@@ -43,10 +45,47 @@ def find_clang() -> str:
         "at a clang >= 19 binary.")
 
 
+# Debian/Ubuntu machine names -> multiarch tuples, for when gcc is not there to ask
+_MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu",
+              "riscv64": "riscv64-linux-gnu", "s390x": "s390x-linux-gnu",
+              "ppc64le": "powerpc64le-linux-gnu", "armv7l": "arm-linux-gnueabihf",
+              "i686": "i386-linux-gnu", "loongarch64": "loongarch64-linux-gnu"}
+
+
+@lru_cache(maxsize=1)
+def multiarch_include_dir() -> Path | None:
+    """/usr/include/<multiarch> if it exists (None otherwise).
+
+    `-target bpf` has no multiarch notion, but Debian keeps <asm/types.h> (needed by
+    <linux/bpf.h> and <linux/types.h>) there; libbpf-based builds add it the same way.
+    """
+    tuples = []
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc:
+        try:
+            out = subprocess.run([gcc, "-print-multiarch"], capture_output=True, text=True,
+                                 timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            tuples.append(out)
+    if platform.machine() in _MULTIARCH:
+        tuples.append(_MULTIARCH[platform.machine()])
+    for t in tuples:
+        d = Path("/usr/include") / t
+        if (d / "asm").is_dir():
+            return d
+    return None
+
+
 def _flags(cpu: str, include_dirs: Iterable[str | os.PathLike[str]],
            extra_flags: Sequence[str]) -> list[str]:
     flags = ["-O2", "-g", "-target", "bpf", f"-mcpu={cpu}", f"-I{include_dir()}"]
     flags += [f"-I{os.fspath(d)}" for d in include_dirs]
+    multiarch = multiarch_include_dir()
+    if multiarch is not None:
+        # searched after the system directories, so it never shadows anything they hold
+        flags += ["-idirafter", str(multiarch)]
     flags += list(extra_flags)
     return flags
 

@@ -273,15 +273,32 @@ def prog_load(prog_type: int, insns: bytes | Iterable[Any], license: str = "GPL"
             if fd2 >= 0:
                 fd, err = fd2, 0
     if fd < 0:
-        raise VerifierError(label, err, log, failing_insn(log))
+        raise VerifierError(label, err, log, failing_insn(log, insns))
     return ProgFd(fd, log, true_size)
 
 
 _INSN_LINE = re.compile(r"^(\d+): \([0-9a-f]{2}\)", re.M)
+# the opcode check runs before the verifier prints any instruction, and names only the opcode
+_UNKNOWN_OPCODE = re.compile(r"^unknown opcode ([0-9a-f]{2})$", re.M)
+_LD_IMM64 = 0x18
 
 
-def failing_insn(log: str) -> int | None:
-    """Index of the last instruction the verifier printed before it gave up, if any."""
+def failing_insn(log: str, insns: bytes | None = None) -> int | None:
+    """Index of the instruction the verifier refused, if the log (with `insns`) tells.
+
+    Usually the last instruction the verifier printed before it gave up. "unknown opcode XX"
+    comes from a pre-pass that prints no index: it stops at the first slot (second halves of
+    ld_imm64 skipped) holding an opcode it does not know, so that is the first slot with XX.
+    """
+    unknown = _UNKNOWN_OPCODE.findall(log)
+    if unknown and insns:
+        code = int(unknown[-1], 16)
+        i, n = 0, len(insns) // 8
+        while i < n:
+            op = insns[8 * i]
+            if op == code:
+                return i
+            i += 2 if op == _LD_IMM64 else 1
     idx = None
     for m in _INSN_LINE.finditer(log):
         idx = int(m.group(1))

@@ -16,7 +16,9 @@
  * it ("invalid mem access 'scalar'"). Store field by field (volatile where stores would merge).
  *
  * If you also include <linux/bpf.h> or a vmlinux.h, include it *before* this header: the UAPI
- * constants below are then taken from it.
+ * constants below are then taken from it (any arena ones an older <linux/bpf.h> lacks are added
+ * as macros). Including it *after* fails, since its enums would meet our macros. The
+ * BPFARENA_MAP_TYPE_ARENA / BPFARENA_F_* names work in every case.
  *
  * From user-space C (no __bpf__) every BPF-only macro expands to nothing, so shared struct
  * definitions can be compiled on both sides.
@@ -59,10 +61,41 @@ typedef _Bool bool;
 #define NUMA_NO_NODE (-1)
 #endif
 
+/* ---- arena constants under our own names ---------------------------------------------------
+ * Always defined, whatever else was included: the UAPI names are enum members in <linux/bpf.h>
+ * (so `#ifndef` cannot tell whether they exist) and headers older than Linux 6.9, such as
+ * Debian 12's, lack the arena ones. */
+#define BPFARENA_MAP_TYPE_ARENA 33
+#define BPFARENA_F_MMAPABLE (1U << 10)
+#define BPFARENA_F_SEGV_ON_FAULT (1U << 17)
+#define BPFARENA_F_NO_USER_CONV (1U << 18)
+
+/* <linux/bpf.h> came first but predates arenas (UAPI headers < 6.9): add the missing names as
+ * macros. Headers >= 6.9 declare them as enum members, so a macro would clash there. */
+#if (defined(_UAPI__LINUX_BPF_H__) || defined(__LINUX_BPF_H__)) && !defined(__VMLINUX_H__) && \
+	defined(__has_include)
+#if __has_include(<linux/version.h>)
+#include <linux/version.h>
+#if defined(LINUX_VERSION_CODE) && LINUX_VERSION_CODE < ((6 << 16) | (9 << 8))
+#ifndef BPF_MAP_TYPE_ARENA
+#define BPF_MAP_TYPE_ARENA BPFARENA_MAP_TYPE_ARENA
+#endif
+#ifndef BPF_F_SEGV_ON_FAULT
+#define BPF_F_SEGV_ON_FAULT BPFARENA_F_SEGV_ON_FAULT
+#endif
+#ifndef BPF_F_NO_USER_CONV
+#define BPF_F_NO_USER_CONV BPFARENA_F_NO_USER_CONV
+#endif
+#endif
+#endif
+#endif
+
 /* ---- UAPI constants (include/uapi/linux/bpf.h) -------------------------------------------- */
-/* skipped when <linux/bpf.h> or a vmlinux.h came first (they define the same names), or on
+/* skipped when <linux/bpf.h> (guard _UAPI__LINUX_BPF_H__ in the kernel tree and libbpf,
+ * __LINUX_BPF_H__ once installed in /usr/include) or a vmlinux.h came first (they define the same names), or on
  * request with -DBPFARENA_NO_UAPI */
-#if !defined(_UAPI__LINUX_BPF_H__) && !defined(__VMLINUX_H__) && !defined(BPFARENA_NO_UAPI)
+#if !defined(_UAPI__LINUX_BPF_H__) && !defined(__LINUX_BPF_H__) && !defined(__VMLINUX_H__) && \
+	!defined(BPFARENA_NO_UAPI)
 #define BPF_MAP_TYPE_HASH 1
 #define BPF_MAP_TYPE_ARRAY 2
 #define BPF_MAP_TYPE_PERCPU_HASH 5
@@ -124,8 +157,8 @@ struct bpf_spin_lock {
  * address at the first mmap). Allocator/list/htab headers expect the map to be named `arena`. */
 #define BPFARENA_MAP(name, pages, extra)                                                   \
 	struct {                                                                           \
-		__uint(type, BPF_MAP_TYPE_ARENA);                                          \
-		__uint(map_flags, BPF_F_MMAPABLE);                                         \
+		__uint(type, BPFARENA_MAP_TYPE_ARENA);                                     \
+		__uint(map_flags, BPFARENA_F_MMAPABLE);                                    \
 		__uint(max_entries, pages);                                                \
 		__ulong(map_extra, extra);                                                 \
 	} name SEC(".maps")

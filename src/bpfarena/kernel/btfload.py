@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 
-from ..errors import BTFError
+from ..errors import BTFError, ObjectError
 
 MAGIC = 0xEB9F
 K_INT, K_PTR, K_ARRAY, K_STRUCT, K_UNION, K_ENUM, K_FWD, K_TYPEDEF = 1, 2, 3, 4, 5, 6, 7, 8
@@ -91,8 +91,23 @@ class RawBTF:
         return [struct.unpack_from("<III", self.types, rt.off + 12 + 12 * i)
                 for i in range(rt.vlen)]
 
-    def set_member(self, tid: int, i: int, type_id: int, off: int, size: int) -> None:
+    def set_member(self, tid: int, i: int, type_id: int, off: int, size: int,
+                   symbol: str | None = None) -> None:
+        """Rewrite DATASEC entry i; every field is a u32 in BTF, so a value beyond one (a bogus
+        symbol value, say) is the object's fault, reported as such."""
+        for what, v in (("type id", type_id), ("offset", off), ("size", size)):
+            if not 0 <= v <= 0xFFFFFFFF:
+                raise ObjectError(f"BTF DATASEC entry {i}: {what} {v:#x} does not fit in 32 bits",
+                                  section=self.name(tid), symbol=symbol)
         struct.pack_into("<III", self.types, self.index[tid].off + 12 + 12 * i, type_id, off, size)
+
+    def var_name(self, vt: int) -> str:
+        """The name of VAR `vt`, or "" when vt is not a VAR (or not a type id at all)."""
+        if not 0 < vt < len(self.index):
+            raise BTFError(f"DATASEC entry refers to type id {vt} of {len(self.index) - 1}",
+                           type_id=vt)
+        rt = self.index[vt]
+        return self.name(vt) if rt is not None and rt.kind == K_VAR else ""
 
     def resolve_size(self, tid: int, depth: int = 0) -> int:
         """Byte size of a type (through typedefs, qualifiers, arrays)."""
@@ -155,6 +170,7 @@ def fixup(raw: RawBTF, sections: dict[str, tuple[int, dict[str, int]]]) -> None:
         if sec == ".ksyms":
             off = 0
             for i, (vt, _o, _s) in enumerate(ents):
+                vname = raw.var_name(vt)
                 if raw.index[vt].kind == K_FUNC:
                     if dummy_var is None:
                         int_id = int_id or _int_type(raw)
@@ -164,19 +180,25 @@ def fixup(raw: RawBTF, sections: dict[str, tuple[int, dict[str, int]]]) -> None:
                     vt = dummy_var
                 size = max(raw.resolve_size(vt), 1)
                 off = (off + min(size, 8) - 1) // min(size, 8) * min(size, 8)
-                raw.set_member(tid, i, vt, off, size)
+                raw.set_member(tid, i, vt, off, size, vname or raw.name(vt))
                 off += size
             raw.set_word(tid, 2, off)
             continue
         size, offsets = sections.get(sec, (None, {}))
         end = 0
         for i, (vt, o, s) in enumerate(ents):
-            vname = raw.name(vt) if raw.index[vt].kind == K_VAR else ""
+            vname = raw.var_name(vt)
             o = offsets.get(vname, o)
             s = s or raw.resolve_size(vt)
-            raw.set_member(tid, i, vt, o, s)
+            if size is not None and o + s > size:
+                raise ObjectError(f"variable [{o:#x}, +{s:#x}) lies outside the section "
+                                  f"({size} bytes)", section=sec, symbol=vname or None)
+            raw.set_member(tid, i, vt, o, s, vname or None)
             end = max(end, o + s)
-        raw.set_word(tid, 2, size if size is not None else max(end, raw.word(tid, 2)))
+        total = size if size is not None else max(end, raw.word(tid, 2))
+        if total > 0xFFFFFFFF:
+            raise ObjectError(f"section size {total:#x} does not fit in 32 bits", section=sec)
+        raw.set_word(tid, 2, total)
 
 
 def _name_params(raw: RawBTF, proto: int) -> None:

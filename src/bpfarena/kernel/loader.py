@@ -4,7 +4,17 @@ Order matters and mirrors libbpf: the object's BTF is fixed up and loaded first 
 refer to it), then maps are created (data maps get their initial value, `.rodata` is frozen), then
 the arena is created and mapped and its globals image copied in, then each program's instructions
 are patched (maps, globals, arena, kfuncs, __ksym, CO-RE) and loaded with the verifier log captured.
-Everything created is closed again if any step fails.
+Everything created is closed again if any step fails (and maps it pinned are unpinned).
+
+Pinning, as libbpf does it: a map defined with `__uint(pinning, LIBBPF_PIN_BY_NAME)` lives at
+`<pin_root>/<map name>` (pin_root defaults to /sys/fs/bpf). If a map is pinned there already it is
+reused, provided type, key and value size, max_entries, flags and map_extra all match (MapError
+naming the difference otherwise); if not, the map is created and pinned there. A reused map keeps
+its contents, and the pin outlives the Collection (unpin it with os.unlink).
+
+Arena address: an arena whose definition sets map_extra sits exactly there. `user_vm_start=`
+chooses the address only for arenas with map_extra 0; passing a different one for an arena that
+fixes its map_extra is refused with ArenaError(EINVAL) instead of being silently ignored.
 
 Arena globals placement: `arena_placement="start"` (the default) puts `.addr_space.1` at offset 0
 of the arena, as libbpf up to 1.6 does and as libbpf 1.7 still does on kernels (like 6.18) whose
@@ -17,6 +27,7 @@ the end where possible and the start elsewhere, like libbpf 1.7.
 from __future__ import annotations
 
 import errno
+import os
 import re
 from functools import lru_cache
 from typing import Any
@@ -24,7 +35,8 @@ from typing import Any
 from .. import _sys
 from ..arena.layout import PAGE_SIZE
 from ..collection import Collection, GlobalVariables
-from ..errors import BPFError, NotSupportedError, ObjectError, SyscallError
+from ..errors import ArenaError, BPFError, MapError, NotSupportedError, ObjectError, SyscallError
+from ..obj.maps import LIBBPF_PIN_BY_NAME
 from ..obj.spec import MapSpec, ObjectSpec, ProgramSpec
 from . import btfload
 from .kfuncs import vmlinux_btf
@@ -35,6 +47,7 @@ from .relocate import Insns, apply_relocations, encode_insns, patch_core, resize
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_NUMA_NODE = 1 << 2
 MAP_ARRAY = 2
+PIN_ROOT = "/sys/fs/bpf"  # libbpf's default pin_root_path
 # expected_attach_type -> how the vmlinux BTF target is named (for attach_btf_id)
 _ATTACH_PREFIX = {23: ("typedef", "btf_trace_"), 24: ("func", ""), 25: ("func", ""),
                   26: ("func", ""), 27: ("func", "bpf_lsm_"), 28: ("func", "bpf_iter_")}
@@ -42,29 +55,33 @@ _ATTACH_PREFIX = {23: ("typedef", "btf_trace_"), 24: ("func", ""), 25: ("func", 
 
 def load_collection(spec: ObjectSpec, *, log_level: int = 0, log_size: int = 1 << 20,
                     arena_placement: str = "start", user_vm_start: int | None = None,
-                    **_ignored: Any) -> Collection:
-    """Load `spec` into the kernel. See the module docstring for arena placement.
+                    pin_root: str | os.PathLike[str] = PIN_ROOT, **_ignored: Any) -> Collection:
+    """Load `spec` into the kernel. See the module docstring for arena placement and pinning.
 
     `log_level` > 0 keeps the verifier log of every program (`program.log`); a refused program
     is always reloaded with a log for its VerifierError. `user_vm_start` puts the arena at that
-    address (as map_extra does) when the object does not fix one itself. Options meant for
-    other back ends are ignored, so one call works for all of them.
+    address when the object's map_extra is 0; an object with a non-zero map_extra fixes the
+    address, and a different `user_vm_start` raises ArenaError (EINVAL). `pin_root` is where
+    LIBBPF_PIN_BY_NAME maps are pinned and looked for. Options meant for other back ends are
+    ignored, so one call works for all of them.
     """
     if arena_placement not in ("start", "end", "auto"):
         raise ValueError(f"arena_placement must be 'start', 'end' or 'auto', "
                          f"not {arena_placement!r}")
     coll = Collection(backend="kernel", btf=spec.btf, spec=spec,
                       globals=GlobalVariables(spec.btf))
+    pins = _Pins(os.fspath(pin_root))
     try:
-        _load(spec, coll, log_level, log_size, arena_placement, user_vm_start)
+        _load(spec, coll, log_level, log_size, arena_placement, user_vm_start, pins)
     except BaseException:
         coll.close()
+        pins.undo()
         raise
     return coll
 
 
 def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
-          placement: str, user_vm_start: int | None) -> None:
+          placement: str, user_vm_start: int | None, pins: _Pins) -> None:
     closers = coll._closers
     raw = _fixed_btf(spec)
     # .BTF.ext line info names strings by content: make sure each is in the string table
@@ -80,7 +97,7 @@ def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
         if ms.is_arena:
             continue
         dsec = raw.find(btfload.K_DATASEC, ms.section) if raw is not None and ms.is_data else 0
-        m = _create_map(ms, btf_fd, dsec or 0)
+        m = pins.map(ms, lambda ms=ms, dsec=dsec: _create_map(ms, btf_fd, dsec or 0))
         closers.append(m.close)
         coll.maps[name] = m
         fds[name] = m.fd
@@ -90,7 +107,7 @@ def _load(spec: ObjectSpec, coll: Collection, log_level: int, log_size: int,
 
     data_off = 0
     if spec.arena is not None:
-        arena, afd = _create_arena(spec.arena, user_vm_start)
+        arena, afd = _create_arena(spec.arena, user_vm_start, pins)
         closers.append(arena.close)
         coll.arena = arena
         coll.maps[spec.arena.name] = _arena_map_view(arena, spec.arena)
@@ -260,12 +277,123 @@ def _fd(fds: dict[str, int], target: str, program: str) -> int:
 
 
 # --- arena ---------------------------------------------------------------------------------------
-def _create_arena(ms: MapSpec, user_vm_start: int | None = None) -> tuple[Any, int]:
-    """Create and map the object's arena through KernelArena (which owns fd and mapping)."""
+def _create_arena(ms: MapSpec, user_vm_start: int | None = None,
+                  pins: _Pins | None = None) -> tuple[Any, int]:
+    """Create (or reuse, when pinned by name) and map the object's arena through KernelArena,
+    which owns fd and mapping."""
     from .arena import KernelArena
-    arena = KernelArena(pages=ms.max_entries, user_vm_start=ms.map_extra or user_vm_start or None,
-                        flags=ms.flags, name=kernel_map_name(ms.name))
+    if ms.map_extra and user_vm_start and user_vm_start != ms.map_extra:
+        raise ArenaError(f"user_vm_start=0x{user_vm_start:x} conflicts with the object: arena "
+                         f"{ms.name!r} fixes its address at map_extra 0x{ms.map_extra:x}",
+                         errno.EINVAL, user_vm_start)
+
+    def create() -> Any:
+        return KernelArena(pages=ms.max_entries, user_vm_start=ms.map_extra or user_vm_start
+                           or None, flags=ms.flags, name=kernel_map_name(ms.name))
+
+    arena = pins.arena(ms, create) if pins is not None else create()
+    if user_vm_start and arena.user_vm_start != user_vm_start:
+        arena.close()
+        raise ArenaError(f"user_vm_start=0x{user_vm_start:x} conflicts with the pinned arena "
+                         f"{ms.name!r}, mapped at 0x{arena.user_vm_start:x}", errno.EINVAL,
+                         user_vm_start)
     return arena, arena.fd
+
+
+# --- pinning -------------------------------------------------------------------------------------
+class _Pins:
+    """LIBBPF_PIN_BY_NAME maps of one load: reuse what is pinned, pin what is new, and unpin
+    the new ones again if the load fails."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.created: list[str] = []
+        self._ready = False
+
+    def path(self, ms: MapSpec) -> str:
+        if not self._ready:
+            if os.path.normpath(self.root) == PIN_ROOT:
+                from .arena import ensure_bpffs
+                ensure_bpffs(PIN_ROOT)
+            self._ready = True
+        return os.path.join(self.root, ms.name)
+
+    def map(self, ms: MapSpec, create: Any) -> KernelMap:
+        if ms.pinning != LIBBPF_PIN_BY_NAME:
+            return create()
+        path = self.path(ms)
+        for _ in range(2):
+            fd = self._get(ms, path)
+            if fd is not None:
+                return KernelMap(fd, ms.name, ms.type, ms.key_size, ms.value_size,
+                                 ms.max_entries, ms.flags)
+            m = create()
+            if self._pin(m.fd, ms, path, m.close):
+                return m
+        raise MapError(f"map {ms.name!r}: {path} keeps appearing and disappearing",
+                       errno.EBUSY)
+
+    def arena(self, ms: MapSpec, create: Any) -> Any:
+        from .arena import KernelArena
+        if ms.pinning != LIBBPF_PIN_BY_NAME:
+            return create()
+        path = self.path(ms)
+        for _ in range(2):
+            fd = self._get(ms, path)
+            if fd is not None:
+                return KernelArena.from_fd(fd, name=kernel_map_name(ms.name))
+            arena = create()
+            if self._pin(arena.fd, ms, path, arena.close):
+                return arena
+        raise MapError(f"arena {ms.name!r}: {path} keeps appearing and disappearing",
+                       errno.EBUSY)
+
+    def _get(self, ms: MapSpec, path: str) -> _sys.Fd | None:
+        """The map pinned at `path` if it is compatible with `ms`; None if nothing is pinned."""
+        try:
+            fd = _sys.obj_get(path)
+        except SyscallError as e:
+            if e.errno == errno.ENOENT:
+                return None
+            raise MapError(f"map {ms.name!r}: cannot open the object pinned at {path}",
+                           e.errno) from None
+        try:
+            info = _sys.map_info(fd)
+        except SyscallError as e:
+            fd.close()
+            raise MapError(f"map {ms.name!r}: {path} is pinned but is not a map", e.errno) \
+                from None
+        want = {"type": ms.type, "key_size": ms.key_size, "value_size": ms.value_size,
+                "max_entries": ms.max_entries, "map_flags": ms.flags,
+                "map_extra": ms.map_extra}
+        diff = [f"{k} {getattr(info, k):#x} (object: {v:#x})" for k, v in want.items()
+                if getattr(info, k) != v]
+        if diff:
+            fd.close()
+            raise MapError(f"map {ms.name!r}: cannot reuse the map pinned at {path}, its "
+                           f"parameters differ: {', '.join(diff)}", errno.EINVAL)
+        return fd
+
+    def _pin(self, fd: int, ms: MapSpec, path: str, close: Any) -> bool:
+        """Pin a new map; False (and the map closed) if someone pinned one there meanwhile."""
+        try:
+            _sys.obj_pin(fd, path)
+        except SyscallError as e:
+            close()
+            if e.errno == errno.EEXIST:
+                return False
+            raise MapError(f"map {ms.name!r}: cannot pin it at {path} (the directory must be "
+                           "on a bpf filesystem)", e.errno) from None
+        self.created.append(path)
+        return True
+
+    def undo(self) -> None:
+        for path in self.created:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        self.created.clear()
 
 
 def _arena_map_view(arena: Any, ms: MapSpec) -> KernelMap:

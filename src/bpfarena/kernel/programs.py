@@ -71,7 +71,7 @@ def load_program(name: str, prog_type: int, insns: bytes, license: str, *, log_l
                     "the kernel said EPERM without a verifier log: it needs CAP_BPF (and "
                     "CAP_PERFMON for arenas and tracing), or this kernel does not allow the "
                     f"program type {prog_type} here", errno=err) from None
-            raise VerifierError(name, err, e.log, failing_insn(e.log)) from None
+            raise VerifierError(name, err, e.log, e.insn_index) from None
 
 
 class KernelProgram(FdObject, Program):

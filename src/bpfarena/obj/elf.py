@@ -189,9 +189,10 @@ def _parse(data: bytes, path: str | None) -> ElfFile:
         elif not (0 <= shndx < n):
             raise ObjectError(f"symbol refers to section index {shndx} of {n}", symbol=s.name,
                               path=path)
-        symbols.append(Symbol(i, s.name, int(s["st_value"]), int(s["st_size"]),
-                              _enum(info["type"], _STT), _enum(info["bind"], _STB), shndx,
-                              str(s["st_other"]["visibility"])))
+        sym = Symbol(i, s.name, int(s["st_value"]), int(s["st_size"]), _enum(info["type"], _STT),
+                     _enum(info["bind"], _STB), shndx, str(s["st_other"]["visibility"]))
+        _check_symbol_bounds(sym, sections, path)
+        symbols.append(sym)
 
     rels: dict[int, list[Rel]] = {}
     rel_names: dict[int, str] = {}
@@ -230,3 +231,17 @@ def _parse(data: bytes, path: str | None) -> ElfFile:
 _SHT = {"SHT_NULL": SHT_NULL, "SHT_PROGBITS": SHT_PROGBITS, "SHT_SYMTAB": SHT_SYMTAB,
         "SHT_STRTAB": SHT_STRTAB, "SHT_RELA": SHT_RELA, "SHT_NOBITS": SHT_NOBITS,
         "SHT_REL": SHT_REL}
+
+
+def _check_symbol_bounds(sym: Symbol, sections: list[Section], path: str | None) -> None:
+    """A symbol defined in a section must lie inside it: every later step (maps, globals, BTF
+    DATASEC offsets, function extents) trusts st_value and st_size."""
+    if sym.shndx in (SHN_UNDEF, SHN_ABS, SHN_COMMON) or sym.type in (STT_SECTION, STT_FILE):
+        return
+    sec = sections[sym.shndx]
+    if sec.type == SHT_NULL:
+        raise ObjectError("symbol is defined in the null section header", section=sec.name,
+                          symbol=sym.name, path=path)
+    if sym.value > sec.size or sym.size > sec.size - sym.value:
+        raise ObjectError(f"symbol [{sym.value:#x}, +{sym.size:#x}) lies outside its section"
+                          f" ({sec.size} bytes)", section=sec.name, symbol=sym.name, path=path)

@@ -20,6 +20,8 @@ BPF_MAP_TYPE_HASH_OF_MAPS = 13
 BPF_MAP_TYPE_ARENA = 33
 BPF_F_RDONLY_PROG = 0x80
 BPF_F_MMAPABLE = 0x400
+LIBBPF_PIN_NONE = 0
+LIBBPF_PIN_BY_NAME = 1  # pinned at <pin root>/<map name>, reused when compatible
 
 INT_ATTRS = ("type", "key_size", "value_size", "max_entries", "map_flags", "numa_node",
              "pinning", "map_extra")
@@ -195,6 +197,9 @@ def parse_map_def(bv: BTFView, tid: int, name: str, inner_ok: bool = True) -> Ma
     spec.flags = attrs.get("map_flags", 0)
     spec.numa_node = attrs.get("numa_node", 0)
     spec.pinning = attrs.get("pinning", 0)
+    if spec.pinning not in (LIBBPF_PIN_NONE, LIBBPF_PIN_BY_NAME):
+        raise ObjectError(f"invalid pinning value {spec.pinning}: 0 (LIBBPF_PIN_NONE) and 1 "
+                          "(LIBBPF_PIN_BY_NAME) are the only ones", section=".maps", symbol=name)
     spec.map_extra = attrs.get("map_extra", 0)
     if spec.inner is not None or spec.type in (BPF_MAP_TYPE_ARRAY_OF_MAPS,
                                                BPF_MAP_TYPE_HASH_OF_MAPS,
