@@ -429,7 +429,7 @@ struct {
             assert b.arena.resident_pages() == 1
 
 
-def test_user_vm_start_must_match_map_extra(bpf_obj, kernel, tmp_path):
+def test_user_vm_start_must_match_map_extra(bpf_obj, backend, tmp_path):
     at = 0x7E0000000000
     src = tmp_path / "fixed.bpf.c"
     src.write_text(f"""#include "bpfarena.h"
@@ -438,11 +438,11 @@ SEC("syscall") int noop(void *ctx) {{ return 0; }}
 char _license[] SEC("license") = "GPL";
 """)
     obj = bpf_obj(src)
-    with bpfarena.load(obj, backend=kernel, user_vm_start=at) as c:  # the same address is fine
+    with bpfarena.load(obj, backend=backend, user_vm_start=at) as c:  # the same address is fine
         assert c.arena.user_vm_start == at
     before = _fds()
     with pytest.raises(ArenaError, match="map_extra") as ei:
-        bpfarena.load(obj, backend=kernel, user_vm_start=at + (1 << 20))
+        bpfarena.load(obj, backend=backend, user_vm_start=at + (1 << 20))
     assert ei.value.errno == errno.EINVAL
     assert _fds() == before
 

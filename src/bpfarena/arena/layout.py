@@ -73,3 +73,13 @@ def pgoff(user_vm_start: int, addr: int) -> int:
 def page_user_addr(user_vm_start: int, index: int) -> int:
     """The full user address of page `index` (the range never crosses 4 GiB)."""
     return user_vm_start + index * PAGE_SIZE
+
+
+def choose_start(map_extra: int, requested: int | None, name: str = "arena") -> int | None:
+    """Where a loaded object's arena goes: its map_extra fixes the address; `requested` (a load
+    option) chooses it only when map_extra is 0. A conflicting request is refused, not ignored."""
+    if map_extra and requested and requested != map_extra:
+        raise ArenaError(f"user_vm_start=0x{requested:x} conflicts with the object: arena "
+                         f"{name!r} fixes its address at map_extra 0x{map_extra:x}",
+                         errno.EINVAL, requested)
+    return map_extra or requested or None

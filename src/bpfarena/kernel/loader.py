@@ -33,7 +33,7 @@ from functools import lru_cache
 from typing import Any
 
 from .. import _sys
-from ..arena.layout import PAGE_SIZE
+from ..arena.layout import PAGE_SIZE, choose_start
 from ..collection import Collection, GlobalVariables
 from ..errors import ArenaError, BPFError, MapError, NotSupportedError, ObjectError, SyscallError
 from ..obj.maps import LIBBPF_PIN_BY_NAME
@@ -282,14 +282,10 @@ def _create_arena(ms: MapSpec, user_vm_start: int | None = None,
     """Create (or reuse, when pinned by name) and map the object's arena through KernelArena,
     which owns fd and mapping."""
     from .arena import KernelArena
-    if ms.map_extra and user_vm_start and user_vm_start != ms.map_extra:
-        raise ArenaError(f"user_vm_start=0x{user_vm_start:x} conflicts with the object: arena "
-                         f"{ms.name!r} fixes its address at map_extra 0x{ms.map_extra:x}",
-                         errno.EINVAL, user_vm_start)
+    start = choose_start(ms.map_extra, user_vm_start, ms.name)
 
     def create() -> Any:
-        return KernelArena(pages=ms.max_entries, user_vm_start=ms.map_extra or user_vm_start
-                           or None, flags=ms.flags, name=kernel_map_name(ms.name))
+        return KernelArena(pages=ms.max_entries, user_vm_start=start, flags=ms.flags, name=kernel_map_name(ms.name))
 
     arena = pins.arena(ms, create) if pins is not None else create()
     if user_vm_start and arena.user_vm_start != user_vm_start:

@@ -1,7 +1,8 @@
 """Load an ObjectSpec into the VM: maps, the arena, relocated and translated programs.
 
-The arena goes at `user_vm_start` when given (e.g. where the kernel put the same object, so
-pointer values compare equal), else at the arena map's map_extra, else where the VM chooses.
+The arena goes at the arena map's map_extra when set (a different `user_vm_start=` is refused,
+as on the kernel), else at `user_vm_start` when given (e.g. where the kernel put the same object,
+so pointer values compare equal), else where the VM chooses.
 Arena globals are copied to offset 0 of the arena (start placement, as libbpf does on this
 kernel: ARENA_FACTS.md section 12); the copy faults their pages in, as libbpf's does.
 """
@@ -14,6 +15,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from ..arena.base import ArenaGlobals
+from ..arena.layout import choose_start
 from ..collection import Collection, GlobalVariables, Program, RunResult
 from ..errors import InvalidInstruction, NotSupportedError, ObjectError, VMError
 from ..obj.spec import ObjectSpec, ProgramSpec, RelocKind
@@ -175,7 +177,7 @@ def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
     closers: list[Any] = []
     try:
         if aspec is not None:
-            start = user_vm_start or aspec.map_extra or None
+            start = choose_start(aspec.map_extra, user_vm_start, aspec.name)
             arena = VMArena(aspec.max_entries, user_vm_start=start, flags=aspec.flags,
                             name=aspec.name)
             closers.append(arena.close)
