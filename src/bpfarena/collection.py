@@ -37,6 +37,7 @@ class Program(ABC):
     name: str
     section: str
     backend: str
+    log: str = ""  # the verifier's log of a successful load (kernel, when log_level asked for it)
 
     @abstractmethod
     def run(self, ctx: bytes = b"", repeat: int = 1, data: bytes = b"") -> RunResult:
