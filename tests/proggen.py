@@ -103,6 +103,11 @@ class GenConfig:
     # half included, but the verifier assumes a 32-bit result and prunes branches by it (a
     # kernel bug): by default the register is made a 32-bit value first
     fetch32_arena_upper: bool = False
+    # the verifier does not carry precision from a fetching stack atomic back to its stack
+    # slot, so a branch on the fetched value can be pruned as if the slot still held the
+    # constant it held on another path (a kernel bug; seed 20159121 of the second long run): by
+    # default the slot is first made unknown to the verifier (a 1-byte store scrubs the spill)
+    stack_fetch_known_slot: bool = False
     misaligned_arena: bool = True  # unaligned plain arena loads/stores (may straddle pages)
     ptr_alu: bool = True  # ALU on arena pointers (the verifier makes ALU64 ones 32-bit)
     unmasked_shifts: bool = True  # register shift counts >= the width
@@ -504,17 +509,26 @@ class _Gen:
             return Snippet([(ST | MEM | sz, FP, 0, off, self.imm32())], what="stack st")
         if c < 80 and self.cfg.acq_rel:
             if r.randrange(2):
-                return Snippet([(STX | ATOMIC | sz, reg, FP, off, A_LOAD_ACQ)], what="ld_acq")
+                return Snippet(self.scrub(off) + [(STX | ATOMIC | sz, reg, FP, off, A_LOAD_ACQ)],
+                               what="ld_acq")
             return Snippet([(STX | ATOMIC | sz, FP, reg, off, A_STORE_REL)], what="st_rel")
         size = r.choice((4, 8))
         off = -r.randrange(1, self.stack_size // size + 1) * size
         op = r.choice((ADD, OR, AND, XOR, ADD | A_FETCH, OR | A_FETCH, AND | A_FETCH,
                        XOR | A_FETCH, A_XCHG, A_CMPXCHG))
-        pre: list[Raw] = []
+        pre: list[Raw] = self.scrub(off) if op & A_FETCH else []
         if op == A_CMPXCHG and size == 4 and not self.cfg.cmpxchg32_r0_upper:
             pre.append((ALU | MOV | X, 0, 0, 0, 0))
         return Snippet(pre + [(STX | ATOMIC | SIZES[size], FP, reg, off, op)],
                        what="stack atomic")
+
+    def scrub(self, off: int) -> list[Raw]:
+        """A 1-byte store into the 8-byte stack slot holding `off`: the verifier then sees the
+        slot as unknown data (see GenConfig.stack_fetch_known_slot)."""
+        if self.cfg.stack_fetch_known_slot:
+            return []
+        return [(ST | MEM | B, FP, 0, off - off % 8 + self.r.randrange(8),
+                 self.r.randint(1, 255))]
 
     def arena_off(self, align: int) -> int:
         r = self.r

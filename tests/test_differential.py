@@ -90,6 +90,12 @@ def _py_list(o: Any) -> None:
     o.globals["head"] = ArenaList.build(o.arena, list(range(1, 301)))
 
 
+def _py_long_list(o: Any) -> None:
+    from bpfarena.ds import ArenaList
+
+    o.globals["head"] = ArenaList.build(o.arena, [i * 7 for i in range(3000)])
+
+
 ATOMIC_PROGS = ["add", "sub", "and", "or", "xor", "cmpxchg", "xchg"]
 ASM = ("-DBPFARENA_FORCE_ASM",)
 
@@ -140,6 +146,11 @@ CASES: dict[str, Case] = {
         Set("lo", 100), Set("hi", 300), Run("htab_update"), Set("lo", 1000), Set("hi", 1500),
         Run("htab_delete"), Run("htab_sum"), Py("ArenaList.build", _py_list),
         Set("pops", 120), Run("list_pop")]),
+    # chains of 600 (2 buckets): can_loop walks, well past the old 64-step cap
+    "ex_longchain": Case(PROGS / "ex_longchain.bpf.c", [
+        Set("n_buckets", 2), Set("nr_keys", 1200), Run("htab_build"), Set("nr_keys", 1250),
+        Run("htab_check"), Py("ArenaList.build", _py_long_list), Run("list_walk"),
+        Set("max_steps", 500), Run("list_walk_bounded"), Set("target", 5000), Run("cond_count")]),
     "ex_htab": Case(EXAMPLES / "htab" / "htab.bpf.c", [
         Set("nr_elems", 3000), Set("nr_buckets", 4096), Run("build"),
         # BPF looks up every key of the table BPF built, through py_table
@@ -175,12 +186,12 @@ def _source_files() -> list[Path]:
 
 def test_every_program_is_listed() -> None:
     """A new test or example program is added here too. The acceptance audit's probes
-    (audit_*.bpf.c) are exempt: their inputs and expectations live with the audit; the ones
+    (audit*.bpf.c) are exempt: their inputs and expectations live with the audit; the ones
     that run without special inputs are in CASES anyway."""
     listed = {c.src.resolve() for c in CASES.values()}
     missing = [str(f.relative_to(ROOT)) for f in _source_files()
                if f.resolve() not in listed and f.name not in NOT_DIFFERENTIAL
-               and not f.name.startswith("audit_")]
+               and not f.name.startswith("audit")]
     assert not missing, f"add these to CASES or NOT_DIFFERENTIAL in {Path(__file__).name}: " \
                         f"{missing}"
 

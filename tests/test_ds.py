@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -271,3 +272,116 @@ def test_bpf_pops_python_built_list(backend, bpf_obj):
         lst = ArenaList(arena, head)
         assert lst.values() == vals[120:]
         lst.check_links()
+
+
+# --- long walks: can_loop (may_goto) loops, no fixed chain cap ------------------------------------
+# The walk costs grow as elements * chain / 2 steps; these sizes give chains > 1000 (well past the
+# old 64-step cap) while staying a few seconds on the VM.
+LONG_BUCKETS, LONG_KEYS = 4, 4100
+
+
+def test_bpf_built_long_chains(backend, bpf_obj):
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        obj.globals["n_buckets"] = LONG_BUCKETS
+        obj.globals["nr_keys"] = LONG_KEYS
+        assert obj.programs["htab_build"].run().retval == 0
+        t = ArenaHashTable(obj.arena, obj.globals["table"])
+        assert t.n_buckets == LONG_BUCKETS
+        assert int(t.chain_lengths().min()) > 1000
+        assert t.to_dict() == {k: 3 * k + 1 for k in range(LONG_KEYS)}
+        # BPF finds every key, however deep in its chain (the oldest keys are at the far end)
+        obj.globals["nr_keys"] = LONG_KEYS + 50  # 50 absent keys as well
+        assert obj.programs["htab_check"].run().retval == 0
+        assert obj.globals["found"] == LONG_KEYS
+        assert obj.globals["checksum"] == sum(3 * k + 1 for k in range(LONG_KEYS))
+
+
+def test_bpf_updates_python_built_long_chains(backend, bpf_obj):
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        arena = obj.arena
+        addr = ArenaHashTable.build(arena, {k: -k for k in range(LONG_KEYS)},
+                                    n_buckets=LONG_BUCKETS)
+        t = ArenaHashTable(arena, addr)
+        assert int(t.chain_lengths().min()) > 1000
+        obj.globals["table"] = addr
+        obj.globals["nr_keys"] = LONG_KEYS
+        assert obj.programs["htab_check"].run().retval == 0
+        assert obj.globals["found"] == LONG_KEYS
+        assert obj.globals["checksum"] == (-sum(range(LONG_KEYS))) % (1 << 64)
+        # update must find each old element to replace it: a capped walk would leave duplicates
+        assert obj.programs["htab_update"].run().retval == 0
+        assert len(t) == LONG_KEYS
+        assert t.to_dict() == {k: 3 * k + 1 for k in range(LONG_KEYS)}
+        for b in range(LONG_BUCKETS):  # BPF's unlink + relink kept every chain consistent
+            ArenaList(arena, t.buckets + 8 * b, node_offset=NODE_OFFSET).check_links()
+
+
+def test_bpf_lookup_in_default_table_of_100k(backend, bpf_obj):
+    """The trap the cap set: 1024 buckets (the default) and 100,000 elements, chains of ~100."""
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        n = 100_000
+        addr = ArenaHashTable.build(obj.arena, {k: k ^ 0x5A5A for k in range(n)})
+        assert int(ArenaHashTable(obj.arena, addr).chain_lengths().max()) > 64
+        obj.globals["table"] = addr
+        obj.globals["nr_keys"] = n
+        assert obj.programs["htab_check"].run().retval == 0
+        assert obj.globals["found"] == n
+        assert obj.globals["checksum"] == sum(k ^ 0x5A5A for k in range(n))
+
+
+def test_bpf_walks_100k_list_in_one_loop(backend, bpf_obj):
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        vals = [(i * 7919) % 100_003 for i in range(100_000)]
+        obj.globals["head"] = ArenaList.build(obj.arena, vals)
+        assert obj.programs["list_walk"].run().retval == 0
+        assert obj.globals["count"] == len(vals)
+        assert obj.globals["sum"] == sum(vals)
+        # the bounded variant takes a run-time bound and stops there
+        obj.globals["max_steps"] = 300
+        assert obj.programs["list_walk_bounded"].run().retval == 1
+        assert obj.globals["count"] == 300
+        assert obj.globals["sum"] == sum(vals[:300])
+        obj.globals["max_steps"] = 1 << 20
+        assert obj.programs["list_walk_bounded"].run().retval == 0
+        assert obj.globals["count"] == len(vals)
+
+
+def test_walk_of_a_cyclic_list_ends(backend, bpf_obj):
+    """A corrupted (cyclic) list cannot hang a walk: the bounded variant stops at its bound, the
+    plain one when the may_goto budget is spent (8M steps on the VM; time-based on x86-64)."""
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        arena = obj.arena
+        head = ArenaList.build(arena, list(range(10)))
+        nodes = list(ArenaList(arena, head).nodes())
+        arena.write_u64(nodes[-1], nodes[0])  # last -> first
+        obj.globals["head"] = head
+        obj.globals["max_steps"] = 1000
+        assert obj.programs["list_walk_bounded"].run().retval == 1
+        assert obj.globals["count"] == 1000
+        assert obj.globals["sum"] == 100 * sum(range(10))
+        assert obj.programs["list_walk"].run().retval == 1
+        assert obj.globals["count"] > 10_000
+
+
+def test_cond_break_loop(backend, bpf_obj):
+    with bpfarena.load(bpf_obj("ex_longchain.bpf.c"), backend=backend) as obj:
+        obj.globals["target"] = 200_000
+        assert obj.programs["cond_count"].run().retval == 0
+        assert obj.globals["count"] == 200_000
+
+
+def test_raw_may_goto_encoding(backend, build_dir):
+    """bpfarena.h's fallback for assemblers without the may_goto mnemonic (raw 0xe5 bytes)
+    assembles to a working loop too."""
+    from bpfarena.cc import compile as cc
+
+    src = Path(__file__).parent / "progs" / "ex_longchain.bpf.c"
+    o = cc(src, output_dir=build_dir, extra_flags=["-U__BPF_FEATURE_MAY_GOTO"])
+    with bpfarena.load(o, backend=backend) as obj:
+        vals = list(range(5000))
+        obj.globals["head"] = ArenaList.build(obj.arena, vals)
+        assert obj.programs["list_walk"].run().retval == 0
+        assert (obj.globals["count"], obj.globals["sum"]) == (len(vals), sum(vals))
+        obj.globals["target"] = 12345
+        assert obj.programs["cond_count"].run().retval == 0
+        assert obj.globals["count"] == 12345

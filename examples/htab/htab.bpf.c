@@ -6,8 +6,9 @@
  *   lookup_all: Python builds a table with its own writes and stores its address in py_table;
  *               BPF looks up every key in [0, nr_keys) and reports found / missing / checksum.
  *
- * Big loops run through bpf_loop: a plain bounded loop of 100,000 iterations would have the
- * verifier walk every iteration. */
+ * The loops over the keys run through bpf_loop: a plain bounded loop of 100,000 iterations would
+ * have the verifier walk every iteration. The bucket walks inside arena_htab.h are can_loop
+ * (may_goto) loops, so a chain of any length is walked to the end. */
 #include "bpfarena.h"
 
 BPFARENA_MAP(arena, 1 << 16, 0); /* 256 MiB of address space; pages cost only when used */

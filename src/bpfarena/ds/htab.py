@@ -150,7 +150,7 @@ class ArenaHashTable:
         return isinstance(key, int) and self.find(key) is not None
 
     def chain_lengths(self) -> np.ndarray:
-        """Elements per bucket (for sizing: BPF walks at most ARENA_HTAB_MAX_CHAIN per bucket)."""
+        """Elements per bucket (for sizing: BPF lookups walk the whole chain, so short is fast)."""
         e = self.elements()
         return np.bincount(e["hash"].astype(np.int64) & (self.n_buckets - 1),
                            minlength=self.n_buckets)
@@ -165,8 +165,8 @@ class ArenaHashTable:
         n_buckets rounds up to a power of two (0 means 1024), like arena_htab_init. Each bucket
         lists its elements newest first, as if arena_htab_update had inserted them in order.
         Returns the user address of the `struct arena_htab`; store it where BPF can find it.
-        BPF code walks at most ARENA_HTAB_MAX_CHAIN (64) elements per bucket: keep n_buckets
-        near the element count (see `chain_lengths()`).
+        BPF code walks whole chains (may_goto loops, no fixed cap), but short chains are faster:
+        keep n_buckets near the element count (see `chain_lengths()`).
         """
         alloc = allocator or ArenaAllocator(arena)
         d = dict(items.items() if isinstance(items, Mapping) else items)

@@ -22,15 +22,20 @@
  * API (sleepable programs, since it allocates):
  *   int arena_htab_init(struct arena_htab __arena *h, __u32 n_buckets);   0 or -ENOMEM
  *       n_buckets = 0 means 1024 (two pages of buckets); others round up to a power of two.
- *   int arena_htab_update(struct arena_htab __arena *h, int key, int value); 0 or -ENOMEM
+ *   int arena_htab_update(struct arena_htab __arena *h, int key, int value);
  *       inserts a new element at the bucket's head, then unlinks and frees an older one.
+ *       0, -ENOMEM, or -E2BIG when the may_goto budget ran out before the walk could tell
+ *       whether the key is present (nothing is changed then).
  *   int arena_htab_lookup(struct arena_htab __arena *h, int key);   the value, 0 when absent
  *   struct arena_htab_elem __arena *arena_htab_find(h, key);        NULL when absent
- *   int arena_htab_delete(struct arena_htab __arena *h, int key);   0 or -ENOENT
+ *   int arena_htab_delete(struct arena_htab __arena *h, int key);   0, -ENOENT or -E2BIG
  * Every function names the arena map (BPFARENA_ALLOC_MAP), so a program that only looks up
  * still counts as using the arena, which the verifier requires for addr_space_cast.
- * A bucket walk takes at most ARENA_HTAB_MAX_CHAIN steps (the verifier unrolls the walk): size
- * the table so that chains stay short (n_buckets >= the number of elements is a good rule).
+ * Bucket walks have no fixed cap: they are can_loop (may_goto) loops, which the verifier checks
+ * once, so chains of any length are walked to the end. Only the frame's may_goto budget (8M
+ * steps, or a time budget on x86-64 since Linux 6.15) can end a walk early; find/lookup then
+ * report the key absent. Short chains are still faster: n_buckets >= elements is a good rule.
+ * The bucket and element layouts do not depend on any of this.
  */
 #ifndef BPFARENA_ARENA_HTAB_H
 #define BPFARENA_ARENA_HTAB_H
@@ -39,9 +44,6 @@
 #include "arena_alloc.h"
 #include "arena_list.h"
 
-#ifndef ARENA_HTAB_MAX_CHAIN
-#define ARENA_HTAB_MAX_CHAIN 64
-#endif
 #define ARENA_HTAB_DEFAULT_BUCKETS (2 * PAGE_SIZE / 8)
 #define ARENA_HTAB_MAX_BUCKETS (1U << 24)
 
@@ -88,18 +90,27 @@ static inline int arena_htab_init(arena_htab_t *h, __u32 n_buckets)
 	return 0;
 }
 
-static inline arena_htab_elem_t *arena_htab_find(arena_htab_t *h, int key)
+/* the element with this key in bucket `head`, or NULL; *cut is set when the walk stopped early
+ * (the may_goto budget was spent), so that NULL does not prove the key absent */
+static inline arena_htab_elem_t *__arena_htab_walk(arena_list_head_t *head, int key, bool *cut)
 {
 	arena_htab_elem_t *e;
 
-	/* a lookup-only program names no map otherwise, and the verifier wants the arena named */
-	bpfarena_use_map(BPFARENA_ALLOC_MAP);
-	arena_list_for_each_entry_bounded(e, arena_htab_bucket(h, key), node,
-					  ARENA_HTAB_MAX_CHAIN) {
+	arena_list_for_each_entry(e, head, node) {
 		if (e->hash == key && e->key == key)
 			return e;
 	}
+	*cut = e != NULL; /* the loop ends with e == NULL only at the end of the chain */
 	return NULL;
+}
+
+static inline arena_htab_elem_t *arena_htab_find(arena_htab_t *h, int key)
+{
+	bool cut = false;
+
+	/* a lookup-only program names no map otherwise, and the verifier wants the arena named */
+	bpfarena_use_map(BPFARENA_ALLOC_MAP);
+	return __arena_htab_walk(arena_htab_bucket(h, key), key, &cut);
 }
 
 static inline int arena_htab_lookup(arena_htab_t *h, int key)
@@ -112,15 +123,13 @@ static inline int arena_htab_lookup(arena_htab_t *h, int key)
 static inline int arena_htab_update(arena_htab_t *h, int key, int value)
 {
 	arena_list_head_t *head = arena_htab_bucket(h, key);
-	arena_htab_elem_t *e, *old = NULL;
+	arena_htab_elem_t *e, *old;
+	bool cut = false;
 
 	/* look for an older element with this key first (the new one will shadow it) */
-	arena_list_for_each_entry_bounded(e, head, node, ARENA_HTAB_MAX_CHAIN) {
-		if (e->hash == key && e->key == key) {
-			old = e;
-			break;
-		}
-	}
+	old = __arena_htab_walk(head, key, &cut);
+	if (cut)
+		return -7; /* -E2BIG: a duplicate could hide behind the unwalked rest */
 	e = bpf_alloc(sizeof(*e));
 	if (!e)
 		return -12; /* -ENOMEM */
@@ -137,10 +146,13 @@ static inline int arena_htab_update(arena_htab_t *h, int key, int value)
 
 static inline int arena_htab_delete(arena_htab_t *h, int key)
 {
-	arena_htab_elem_t *e = arena_htab_find(h, key);
+	arena_htab_elem_t *e;
+	bool cut = false;
 
+	bpfarena_use_map(BPFARENA_ALLOC_MAP);
+	e = __arena_htab_walk(arena_htab_bucket(h, key), key, &cut);
 	if (!e)
-		return -2; /* -ENOENT */
+		return cut ? -7 : -2; /* -E2BIG, -ENOENT */
 	arena_list_del(&e->node);
 	bpf_free(e);
 	return 0;

@@ -90,22 +90,29 @@ static inline void arena_list_del(arena_list_node_t *n)
 	})
 
 /*
- * for (pos over every object of type typeof(*pos) linked through `member` from head), at most
- * `max` steps. The bound keeps the verifier happy (it unrolls the loop, so keep it modest: a few
- * thousand at most); walk long lists with bpf_loop and arena_list_next() instead.
+ * for (pos over every object of type typeof(*pos) linked through `member` from head). The walk is
+ * guarded by can_loop (may_goto), so the verifier checks the body once and the list may be of
+ * any length: only the frame's may_goto budget (8M steps, shared with the frame's other may_goto
+ * loops; a time budget on x86-64 since Linux 6.15) ends it early. After the loop, pos is NULL when
+ * the walk reached the end, and non-NULL when it stopped early (a `break`, or the budget spent).
+ */
+#define arena_list_for_each_entry(pos, head, member)                                       \
+	for ((pos) = __arena_list_pos((head)->first, pos, member); (pos) && can_loop;       \
+	     (pos) = __arena_list_pos((pos)->member.next, pos, member))
+
+/*
+ * The same walk, also stopped after `max` steps, for a program that wants a bound of its own
+ * (e.g. to give up early on a corrupted, cyclic list). A run-time `max` (a global, a map value)
+ * may be large: the verifier does not know the counter's value and checks the body once. With a
+ * compile-time constant `max` it tracks the counter exactly and so follows every step: keep a
+ * constant `max` to a few thousand (100,000 exceeds the verifier's 1M-instruction limit).
  */
 #define arena_list_for_each_entry_bounded(pos, head, member, max)                          \
-	for (int ___i = ((pos) = __arena_list_pos((head)->first, pos, member), 0);            \
-	     (pos) && ___i < (max);                                                        \
+	for (long ___i = ((pos) = __arena_list_pos((head)->first, pos, member), 0);           \
+	     (pos) && ___i < (long)(max) && can_loop;                                      \
 	     (pos) = __arena_list_pos((pos)->member.next, pos, member), ___i++)
 
-#ifndef ARENA_LIST_MAX_WALK
-#define ARENA_LIST_MAX_WALK 1024
-#endif
-#define arena_list_for_each_entry(pos, head, member)                                       \
-	arena_list_for_each_entry_bounded(pos, head, member, ARENA_LIST_MAX_WALK)
-
-/* one step of a walk, for bpf_loop callbacks */
+/* one step of a walk, for hand-written loops and bpf_loop callbacks */
 static inline arena_list_node_t *arena_list_next(arena_list_node_t *n)
 {
 	return n ? n->next : NULL;

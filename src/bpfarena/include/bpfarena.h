@@ -4,8 +4,8 @@
  *
  * Compile with `bpfarena cc prog.bpf.c` (clang-19 -O2 -g -target bpf -mcpu=v3 -I<this dir>).
  * Provides: fixed-width types, SEC(), libbpf-compatible BTF map-definition macros, __ksym/__weak,
- * __arena / __arena_global / cast_kern / cast_user / __arg_arena, helper prototypes, the arena
- * kfuncs, and the UAPI constants arena programs need.
+ * __arena / __arena_global / cast_kern / cast_user / __arg_arena, can_loop / cond_break (may_goto
+ * loops), helper prototypes, the arena kfuncs, and the UAPI constants arena programs need.
  *
  * Pointer model: a `T __arena *` holds the *user* form of an arena address (the full 64-bit address
  * user space sees). clang turns every dereference into addr_space_cast(as1 -> as0) first, so the
@@ -141,6 +141,53 @@ struct bpf_spin_lock {
 #define barrier() asm volatile("" ::: "memory")
 #endif
 
+/* ---- loops the verifier checks once: may_goto (Linux 6.9+) ------------------------------------
+ * may_goto is a conditional jump that the kernel takes only once the program frame's loop budget
+ * is spent (BPF_MAX_LOOPS, 8M steps, shared by every may_goto loop of one frame; x86-64 since 6.15
+ * uses a time budget instead). The verifier need not follow every iteration of a loop guarded by
+ * it, so such a loop may run for as long as the data needs:
+ *     while (p && can_loop) p = p->next;        for (;;) { cond_break; ... }
+ * `can_loop` is true while budget remains; `cond_break` breaks out of the enclosing loop when it is
+ * spent (and `cond_break_label(l)` jumps to l). clang 19 knows the mnemonic
+ * (__BPF_FEATURE_MAY_GOTO); older assemblers get the raw instruction: code 0xe5, zero registers,
+ * off = the jump distance in instructions minus one, imm 0. The assembler resolves the label
+ * difference only as a 32-bit value, so off and the low half of imm are written as one .long. */
+#ifdef __BPF_FEATURE_MAY_GOTO
+#define __bpfarena_may_goto(label) asm volatile goto("may_goto %l[" #label "]" :::: label)
+#else
+#define __bpfarena_may_goto(label)                                                         \
+	asm volatile goto("1: .byte 0xe5, 0\n"                                                  \
+			  ".long ((%l[" #label "] - 1b - 8) / 8) & 0xffff\n"                     \
+			  ".short 0\n" :::: label)
+#endif
+#ifndef can_loop
+#define can_loop                                                                           \
+	({                                                                                 \
+		__label__ ___bpfarena_spent, ___bpfarena_go;                               \
+		bool ___bpfarena_ok = true;                                                \
+		__bpfarena_may_goto(___bpfarena_spent);                                    \
+		goto ___bpfarena_go;                                                       \
+	___bpfarena_spent:                                                                 \
+		___bpfarena_ok = false;                                                    \
+	___bpfarena_go:                                                                    \
+		___bpfarena_ok;                                                            \
+	})
+#endif
+#ifndef cond_break
+#define cond_break                                                                         \
+	({                                                                                 \
+		__label__ ___bpfarena_spent, ___bpfarena_go;                               \
+		__bpfarena_may_goto(___bpfarena_spent);                                    \
+		goto ___bpfarena_go;                                                       \
+	___bpfarena_spent:                                                                 \
+		break;                                                                     \
+	___bpfarena_go:;                                                                   \
+	})
+#endif
+#ifndef cond_break_label
+#define cond_break_label(label) __bpfarena_may_goto(label)
+#endif
+
 /* ---- BTF-defined map macros (the encoding libbpf reads from .maps) ------------------------- */
 #define ___bpfarena_concat(a, b) a##b
 #define ___bpfarena_cat(a, b) ___bpfarena_concat(a, b)
@@ -235,6 +282,9 @@ int bpf_arena_reserve_pages(void *map, void __arena *addr, __u32 page_cnt) __ksy
 #define __arg_arena
 #define cast_kern(ptr)
 #define cast_user(ptr)
+#define can_loop 1
+#define cond_break
+#define cond_break_label(label)
 #define arena_container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #endif /* __bpf__ */
