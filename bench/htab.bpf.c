@@ -8,7 +8,6 @@
 
 BPFARENA_MAP(arena, 8192, 0); /* 32 MiB */
 
-#define ARENA_HTAB_MAX_CHAIN 16
 #include "arena_htab.h"
 
 arena_htab_t *table;

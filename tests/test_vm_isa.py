@@ -12,7 +12,7 @@ import pytest
 
 import bpfarena
 from bpfarena.isa import asm
-from bpfarena.isa.asm import R0, R1, R2, R3, R9, R10
+from bpfarena.isa.asm import R0, R1, R2, R3, R8, R9, R10
 from bpfarena.isa.insn import Instruction
 from bpfarena.obj.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
@@ -424,3 +424,20 @@ def test_load_acquire_store_release(backend):
     a.emit([asm.mov64(R0, 0), asm.exit_()])
     have = u64s(run_all(make_spec({"p": (a.assemble(), [ARENA_RELOC])}), backend)["p"][1], 4)
     assert have == [0xEF, 0xCDEF, 0x90ABCDEF, 0x1234567890ABCDEF]
+
+
+def test_load_acquire_from_missing_page_keeps_the_register(backend):
+    """x86's fault fixup for an arena load-acquire does not clear the destination (unlike a plain
+    load, which reads 0): the register keeps its old value. The kernel is the oracle."""
+    a = asm.Assembler()
+    result_prologue(a)  # r9 = page 0 (faulted in by run_all); page RESULT_PAGES + 1 is missing
+    missing = (RESULT_PAGES + 1) * PAGE
+    a.emit([asm.mov64(R8, R9), asm.add64(R8, missing)])
+    for k, size in enumerate(("b", "h", "w", "dw")):
+        a.emit(asm.ld_imm64(R2, 0x1122334455667788 + k))
+        a.emit([asm.load_acquire(size, R2, R8, 8 * k), asm.stx("dw", R9, R2, 8 * k)])
+        a.emit([asm.ldx(size, R3, R8, 8 * k), asm.stx("dw", R9, R3, 64 + 8 * k)])
+    a.emit([asm.mov64(R0, 0), asm.exit_()])
+    data = run_all(make_spec({"p": (a.assemble(), [ARENA_RELOC])}), backend)["p"][1]
+    assert u64s(data, 4) == [0x1122334455667788 + k for k in range(4)]
+    assert u64s(data[64:], 4) == [0, 0, 0, 0]  # plain loads of the same bytes read 0

@@ -153,7 +153,7 @@ int tree_build(void *ctx)
 	__u32 x = seed;
 	__u32 i;
 
-	for (i = 0; i < nkeys && i < 2000; i++) {
+	for (i = 0; i < nkeys && can_loop; i++) {
 		struct node __arena *n, *cur, *parent = NULL;
 		__u64 key;
 		__u32 d = 0;
@@ -201,14 +201,15 @@ int tree_build(void *ctx)
 	return 0;
 }
 
-/* sum a tree Python built, iteratively with an explicit stack */
-#define STACK 36
+/* sum a tree Python built, iteratively with an explicit stack kept in the arena */
+#define STACK 64
+struct node __arena *__arena_global tstack[STACK];
+__u32 __arena_global tdepth[STACK];
+
 SEC("syscall")
 int tree_sum(void *ctx)
 {
-	struct node __arena *stack[STACK];
-	__u32 depth[STACK];
-	int sp = 0;
+	__u32 sp;
 
 	bpfarena_use_map(arena);
 	py_sum = 0;
@@ -216,34 +217,30 @@ int tree_sum(void *ctx)
 	py_max_depth = 0;
 	if (!py_root)
 		return 0;
-	stack[0] = py_root;
-	depth[0] = 0;
+	tstack[0] = py_root;
+	tdepth[0] = 0;
 	sp = 1;
 	while (sp > 0 && can_loop) {
 		struct node __arena *n;
 		__u32 d;
 
 		sp--;
-		if (sp < 0 || sp >= STACK)
-			return -2;
-		n = stack[sp];
-		d = depth[sp];
+		n = tstack[sp & (STACK - 1)];
+		d = tdepth[sp & (STACK - 1)];
 		py_sum += n->key * n->value;
 		py_count++;
 		if (d > py_max_depth)
 			py_max_depth = d;
+		if (sp + 2 > STACK)
+			return -3;
 		if (n->left) {
-			if (sp >= STACK)
-				return -3;
-			stack[sp] = n->left;
-			depth[sp] = d + 1;
+			tstack[sp & (STACK - 1)] = n->left;
+			tdepth[sp & (STACK - 1)] = d + 1;
 			sp++;
 		}
 		if (n->right) {
-			if (sp >= STACK)
-				return -3;
-			stack[sp] = n->right;
-			depth[sp] = d + 1;
+			tstack[sp & (STACK - 1)] = n->right;
+			tdepth[sp & (STACK - 1)] = d + 1;
 			sp++;
 		}
 	}

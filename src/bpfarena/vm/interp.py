@@ -65,7 +65,7 @@ class Machine:
             e["A" + f + "s"] = ar.cast_view(f.lower()) if ar is not None else None
         e["P"] = ar.present if ar is not None else None
         m = self.memory
-        e.update(LD=m.load, ST=m.store, ALD=m.aload, AST=m.astore, AT=m.atomic,
+        e.update(LD=m.load, ST=m.store, ALD=m.aload, ALDK=m.aload_keep, AST=m.astore, AT=m.atomic,
                  SDIV64=tr.sdiv64, SMOD64=tr.smod64, SDIV32=tr.sdiv32, SMOD32=tr.smod32,
                  BSWAP16=None, BSWAP32=tr.bswap32, BSWAP64=tr.bswap64,
                  OUT_OF_BUDGET=self._out_of_budget, TOO_DEEP=self._too_deep, BUDGET_CELL=None)

@@ -169,6 +169,16 @@ class Memory:
             return 0
         return int.from_bytes(b"".join(bytes(b[o:o + t]) for b, o, t in p), "little")
 
+    def aload_keep(self, k: int, n: int, old: int) -> int:
+        """Arena load-acquire at kernel offset k; a fault leaves the register (`old`) as it was."""
+        if self.arena is None:
+            return self.load(k, n)
+        p = self._apieces(k, n)
+        if p is None:
+            self._fault("READ", k)
+            return old
+        return int.from_bytes(b"".join(bytes(b[o:o + t]) for b, o, t in p), "little")
+
     def astore(self, k: int, n: int, v: int) -> None:
         """Arena store at kernel offset k; a fault skips it."""
         if self.arena is None:

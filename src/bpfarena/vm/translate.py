@@ -89,7 +89,7 @@ def translate(unit: Unit) -> str:
     em.emit(0, "def __make(E):")
     for name in ("STK", "SQ", "SI", "SH", "SB", "SQs", "SIs", "SHs", "SBs", "UQ", "UI", "UH",
                  "UB", "PQ", "PI", "PH", "PB", "AQ", "AI", "AH", "AB", "AQs", "AIs", "AHs",
-                 "ABs", "P", "LD", "ST", "ALD", "AST", "AT", "SDIV64", "SMOD64", "SDIV32",
+                 "ABs", "P", "LD", "ST", "ALD", "ALDK", "AST", "AT", "SDIV64", "SMOD64", "SDIV32",
                  "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64", "OUT_OF_BUDGET", "TOO_DEEP",
                  "BUDGET_CELL"):
         em.emit(1, f"{name} = E[{name!r}]")
@@ -470,7 +470,10 @@ def _bswap(r: str, bits: int) -> str:
     return f"BSWAP64({r})"
 
 
-def _ldx(em: _Emitter, d: int, dst: int, src: int, off: int, sz: int, signed: bool) -> None:
+def _ldx(em: _Emitter, d: int, dst: int, src: int, off: int, sz: int, signed: bool,
+         keep_on_fault: bool = False) -> None:
+    """A load; an arena fault gives 0, or with `keep_on_fault` (load-acquire, whose x86 fixup
+    does not clear the destination) leaves the register as it was."""
     u = em.u
     v = _VIEW[sz]
     sfx = "s" if signed else ""
@@ -506,7 +509,10 @@ def _ldx(em: _Emitter, d: int, dst: int, src: int, off: int, sz: int, signed: bo
     fast = f"A{v}{sfx}[o >> {_SHIFT[sz]}]"
     em.emit(e + 1, f"{dr} = {fast} & {M64}" if signed else f"{dr} = {fast}")
     em.emit(e, "else:")
-    em.emit(e + 1, f"{dr} = {sext(f'ALD({base} + {off}, {sz})')}")
+    if keep_on_fault:
+        em.emit(e + 1, f"{dr} = ALDK({base} + {off}, {sz}, {dr})")
+    else:
+        em.emit(e + 1, f"{dr} = {sext(f'ALD({base} + {off}, {sz})')}")
     if not known and not typed:
         em.emit(d, "else:")
         em.emit(d + 1, f"{dr} = {sext(f'LD(r{src} + {off}, {sz})')}")
@@ -547,7 +553,7 @@ def _store(em: _Emitter, d: int, dst: int, off: int, sz: int, val: str) -> None:
 def _atomic(em: _Emitter, d: int, x: Any, sz: int) -> None:
     imm = x.imm
     if imm == 0x100:  # load-acquire: dst = *(src + off)
-        _ldx(em, d, x.dst, x.src, x.off, sz, False)
+        _ldx(em, d, x.dst, x.src, x.off, sz, False, keep_on_fault=True)
         return
     if imm == 0x110:  # store-release: *(dst + off) = src
         val = f"r{x.src}" if sz == 8 else f"(r{x.src} & {_MASK[sz]})"
