@@ -176,6 +176,12 @@ NOT_DIFFERENTIAL = {
     "obj_no_arena.bpf.c": "object-reader fixture, not meant to run",
     "obj_nobtf.bpf.c": "object-reader fixture, not meant to run",
     "obj_two_arenas.bpf.c": "object-reader fixture (two arenas: refused at load)",
+    "audit2_ds.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
+    "audit2_edge.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
+    "audit2_large.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
+    "audit2_ops.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
+    "audit2_kfunc.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
+    "audit2_types.bpf.c": "tests/test_audit2.py compares kernel and VM itself",
 }
 
 
