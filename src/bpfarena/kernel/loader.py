@@ -315,33 +315,28 @@ class _Pins:
         return os.path.join(self.root, ms.name)
 
     def map(self, ms: MapSpec, create: Any) -> KernelMap:
-        if ms.pinning != LIBBPF_PIN_BY_NAME:
-            return create()
-        path = self.path(ms)
-        for _ in range(2):
-            fd = self._get(ms, path)
-            if fd is not None:
-                return KernelMap(fd, ms.name, ms.type, ms.key_size, ms.value_size,
-                                 ms.max_entries, ms.flags)
-            m = create()
-            if self._pin(m.fd, ms, path, m.close):
-                return m
-        raise MapError(f"map {ms.name!r}: {path} keeps appearing and disappearing",
-                       errno.EBUSY)
+        return self._reuse_or_create(ms, create, lambda fd: KernelMap(
+            fd, ms.name, ms.type, ms.key_size, ms.value_size, ms.max_entries, ms.flags))
 
     def arena(self, ms: MapSpec, create: Any) -> Any:
         from .arena import KernelArena
+        return self._reuse_or_create(
+            ms, create, lambda fd: KernelArena.from_fd(fd, name=kernel_map_name(ms.name)))
+
+    def _reuse_or_create(self, ms: MapSpec, create: Any, adopt: Any) -> Any:
+        """libbpf's pin-by-name: reuse a compatible pinned map, else create and pin it. A pin
+        that appears or vanishes between the two steps (another loader) is retried once."""
         if ms.pinning != LIBBPF_PIN_BY_NAME:
             return create()
         path = self.path(ms)
         for _ in range(2):
             fd = self._get(ms, path)
             if fd is not None:
-                return KernelArena.from_fd(fd, name=kernel_map_name(ms.name))
-            arena = create()
-            if self._pin(arena.fd, ms, path, arena.close):
-                return arena
-        raise MapError(f"arena {ms.name!r}: {path} keeps appearing and disappearing",
+                return adopt(fd)
+            obj = create()
+            if self._pin(obj.fd, ms, path, obj.close):
+                return obj
+        raise MapError(f"map {ms.name!r}: {path} keeps appearing and disappearing",
                        errno.EBUSY)
 
     def _get(self, ms: MapSpec, path: str) -> _sys.Fd | None:
