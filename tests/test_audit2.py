@@ -338,6 +338,17 @@ def test_ops(build_dir, backend, cpu):
     assert ag["pa_mem"][7] == pa_mem + 8  # the pointer stored in the arena is user-form
 
 
+def test_spin_lock_held_gives_up(build_dir, backend):
+    """A lock nobody releases: the can_loop spin stops when the frame's timed may_goto budget
+    (~250 ms, checked every 0xffff steps) is spent, on the VM as on the kernel."""
+    path = _build(build_dir, "audit2_ops.bpf.c")
+    with bpfarena.load(path, backend=backend) as obj:
+        assert obj.programs["spin_held"].run().retval == 0
+        ag = obj.arena.globals
+        assert ag["lock_word"] == 0
+        assert ag["contended"] >= 2 * 0xFFFF  # the first refill only stamps the start time
+
+
 # --- 8. other program types on pages Python allocated --------------------------------------------------
 PKT = bytes(range(14, 14 + 80))
 

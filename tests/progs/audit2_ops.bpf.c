@@ -115,10 +115,8 @@ int spin(void *ctx)
 	return lock_word;
 }
 
-/* a lock held by "someone else": the loop gives up when may_goto's budget runs out. Not run by
- * tests/test_audit2.py: the kernel gives up after its time budget (~0.25 s here, retval 0); the VM
- * counts 8M may_goto steps and exhausts its default 100M-instruction budget first (BudgetExceeded,
- * ~40 s). */
+/* a lock held by "someone else": the loop gives up when may_goto's budget runs out (timed on
+ * x86-64 since 6.15: ~0.25 s, then retval 0; the VM follows the same rule). */
 SEC("syscall")
 int spin_held(void *ctx)
 {

@@ -11,6 +11,9 @@ copies the type; any ALU op keeps the destination's arena type (ALU64 ones becom
 `scalar += arena` (ALU64) makes the destination an arena pointer without conversion; everything
 else that writes a register (loads, constants, calls, 32-bit moves, neg, byte swaps, cast_user)
 makes it a scalar. Static subprograms receive their callers' argument types and return r0's.
+Context loads of data/data_end/data_meta in packet programs are PTR_TO_PACKET, not arena
+pointers: a scalar here too; ctxflow.py finds them, because the translator must also not take
+their narrow (u32) loads for 32-bit values (they give 64-bit packet addresses).
 """
 
 from __future__ import annotations

@@ -18,12 +18,22 @@ _SIZE = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 
 
 def max_ctx_offset(insns: list[Any], functions: list[int]) -> int:
+    return scan_ctx(insns, functions)[0]
+
+
+def scan_ctx(insns: list[Any], functions: list[int]) -> tuple[int, dict[int, int]]:
+    """(max_ctx_offset, {slot of a load through the context pointer: its offset}).
+
+    The loads matter to the VM's typing: for packet programs the loader rewrites some context
+    loads (data, data_end, data_meta) to give 64-bit packet addresses, as the kernel's ctx
+    rewriting gives PTR_TO_PACKET, so their results are not 32-bit (arena) values."""
     n = len(insns)
     bounds = {s: (functions[k + 1] if k + 1 < len(functions) else n)
               for k, s in enumerate(functions)}
     entry = {s: 0 for s in functions}
     entry[functions[0]] = 1 << 1
     reach = 0
+    loads: dict[int, int] = {}
     changed = True
     rounds = 0
     while changed and rounds < 50:
@@ -42,6 +52,7 @@ def max_ctx_offset(insns: list[Any], functions: list[int]) -> int:
                 size = _SIZE[op & 0x18]
                 if cls == 1 and regs >> s & 1:
                     reach = max(reach, x.off + size)
+                    loads[i] = x.off
                 elif cls in (2, 3) and regs >> d & 1:
                     reach = max(reach, x.off + size)
                 db = 1 << d
@@ -86,4 +97,4 @@ def max_ctx_offset(insns: list[Any], functions: list[int]) -> int:
                         if new != old:
                             states[t] = new
                             work.append(t)
-    return reach
+    return reach, loads

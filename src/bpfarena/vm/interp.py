@@ -68,7 +68,8 @@ class Machine:
         e.update(LD=m.load, ST=m.store, ALD=m.aload, ALDK=m.aload_keep, AST=m.astore, AT=m.atomic,
                  SDIV64=tr.sdiv64, SMOD64=tr.smod64, SDIV32=tr.sdiv32, SMOD32=tr.smod32,
                  BSWAP16=None, BSWAP32=tr.bswap32, BSWAP64=tr.bswap64,
-                 OUT_OF_BUDGET=self._out_of_budget, TOO_DEEP=self._too_deep, BUDGET_CELL=None)
+                 OUT_OF_BUDGET=self._out_of_budget, TOO_DEEP=self._too_deep, BUDGET_CELL=None,
+                 MAY_GOTO_CHECK=tr.may_goto_check)
         e.update(bindings)
         return e
 

@@ -23,7 +23,7 @@ from . import translate as tr
 from .arena import VMArena
 from .arenaflow import analyze
 from .check import check_program
-from .ctxflow import max_ctx_offset
+from .ctxflow import scan_ctx
 from .helpers import HELPERS, KFUNCS, NEEDS_FP, Runtime
 from .interp import DEFAULT_BUDGET, Machine
 from .maps import VMArenaMap, VMMap
@@ -85,13 +85,18 @@ class VMProgram(Program):
         mem.faults = 0
         mem.fault_log.clear()
         ctx_region = data_region = None
+        pulled = False
         if self.prog_type in PACKET_TYPES:
             data = bytes(data) or min_packet()
             if len(data) < ETH_HLEN:  # bpf_test_init refuses it (EINVAL)
                 raise VMError(f"packet of {len(data)} bytes is shorter than an Ethernet header "
                               "(the kernel says EINVAL)", program=self.name)
-            data_region = mem.add_region("packet", bytearray(data))
-            ctx_region = _packet_ctx(mem, self.prog_type, ctx, data_region)
+            # eth_type_trans pulls the Ethernet header; only tc types get it pushed back before
+            # the run, and the others get it back zeroed afterwards (data_out)
+            pulled = self.prog_type not in L2_TYPES and self.prog_type != BPF_PROG_TYPE_XDP
+            data_region = mem.add_region("packet", bytearray(data[ETH_HLEN:] if pulled
+                                                             else data))
+            ctx_region = _packet_ctx(mem, self.prog_type, ctx, data_region, data[:ETH_HLEN])
             r1 = ctx_region.base
         elif data:
             raise NotSupportedError("data_in for this program type",
@@ -117,8 +122,13 @@ class VMProgram(Program):
         if ctx_region is not None and (ctx or data_region is None):
             ctx_out = bytes(ctx_region.buf[:len(ctx)] if data_region is not None
                             else ctx_region.buf)
+        data_out = b""
+        if data_region is not None:
+            data_out = bytes(data_region.buf)
+            if pulled:
+                data_out = bytes(ETH_HLEN) + data_out
         return RunResult(retval=r0 & U32, duration_ns=dt // n, ctx_out=ctx_out,
-                         data_out=bytes(data_region.buf) if data_region is not None else b"",
+                         data_out=data_out,
                          output="".join(rt.output), insns=total_insns // n)
 
     @property
@@ -128,8 +138,15 @@ class VMProgram(Program):
 
 
 PACKET_TYPES = {1, 3, 4, 6, 8}  # socket filter, sched_cls, sched_act, xdp, cgroup_skb
+L2_TYPES = {3, 4}  # the types whose test run keeps the Ethernet header in skb->data
 BPF_PROG_TYPE_XDP = 6
 ETH_HLEN = 14
+# context fields whose loads the loader (like the kernel's ctx rewriting) turns into packet
+# pointers: xdp_md data/data_end/data_meta; __sk_buff data/data_end
+XDP_PTR_FIELDS = {0: "data", 4: "data_end", 8: "data_meta"}
+SKB_PTR_FIELDS = {76: "data", 80: "data_end"}
+PACKET_PTR_FIELDS = {t: frozenset(XDP_PTR_FIELDS if t == BPF_PROG_TYPE_XDP else SKB_PTR_FIELDS)
+                     for t in PACKET_TYPES}
 
 
 def min_packet() -> bytes:
@@ -141,21 +158,32 @@ def min_packet() -> bytes:
     return (eth + ip + tcp).ljust(64, b"\0")
 
 
-def _packet_ctx(mem: Memory, prog_type: int, ctx: bytes, data: Any) -> Any:
+def _packet_ctx(mem: Memory, prog_type: int, ctx: bytes, data: Any, eth: bytes) -> Any:
     """A minimal __sk_buff / xdp_md: length fields, and data/data_end loads that give pointers
-    into the packet region (the kernel rewrites those context loads the same way)."""
+    into the packet region (the kernel rewrites those context loads the same way). `eth` is the
+    frame's Ethernet header (for protocol and pkt_type, which eth_type_trans derives)."""
     pkt = bytes(data.buf)
     buf = bytearray(ctx.ljust(192, b"\0"))
+    end = data.base + len(pkt)
     if prog_type == BPF_PROG_TYPE_XDP:
         region = mem.add_region("xdp_md", buf)
-        region.hook = {(0, 4): data.base, (4, 4): data.base + len(pkt), (8, 4): data.base}
+        where = {"data": data.base, "data_end": end, "data_meta": data.base}
+        region.hook = {(off, 4): where[f] for off, f in XDP_PTR_FIELDS.items()}
         return region
     struct.pack_into("<I", buf, 0, len(pkt))  # len
-    if len(pkt) >= 14:
-        struct.pack_into("<I", buf, 16, int.from_bytes(pkt[12:14], "little"))  # protocol (be16)
+    struct.pack_into("<I", buf, 4, _pkt_type(eth[:6]))
+    struct.pack_into("<I", buf, 16, int.from_bytes(eth[12:14], "little"))  # protocol (be16)
     region = mem.add_region("__sk_buff", buf)
-    region.hook = {(76, 4): data.base, (80, 4): data.base + len(pkt)}
+    where = {"data": data.base, "data_end": end}
+    region.hook = {(off, 4): where[f] for off, f in SKB_PTR_FIELDS.items()}
     return region
+
+
+def _pkt_type(dest: bytes) -> int:
+    """skb->pkt_type as eth_type_trans sets it on the test run's loopback device (address 0)."""
+    if dest[0] & 1:
+        return 1 if dest == b"\xff" * 6 else 2  # PACKET_BROADCAST / PACKET_MULTICAST
+    return 0 if dest == bytes(6) else 3  # PACKET_HOST / PACKET_OTHERHOST
 
 
 def load_collection(spec: ObjectSpec, *, user_vm_start: int | None = None,
@@ -339,7 +367,9 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
                                         f"no relocation names it (program {ps.name!r})")
         i += 1
     functions = check_program(insns, has_arena=arena is not None, name=ps.name)
-    max_ctx = max_ctx_offset(insns, functions)
+    max_ctx, ctx_loads = scan_ctx(insns, functions)
+    ptr_fields = PACKET_PTR_FIELDS.get(ps.prog_type, frozenset())
+    pkt_loads = {slot for slot, off in ctx_loads.items() if off in ptr_fields}
     arena_mem: set[int] = set()
     if arena is not None:  # ALU64 on arena pointers runs as ALU32, as the verifier makes it
         convert, arena_mem = analyze(insns, functions)
@@ -354,7 +384,7 @@ def _prepare(ps: ProgramSpec, spec: ObjectSpec, maps: dict[str, VMMap],
             raise InvalidInstruction("call target is not a function", insn_index=slot,
                                      program=ps.name)
     return tr.Unit(name=ps.name, insns=insns, ldimm=ldimm, calls=calls, functions=functions,
-                   arena_mem=arena_mem, max_ctx=max_ctx)
+                   arena_mem=arena_mem, max_ctx=max_ctx, pkt_loads=pkt_loads)
 
 
 def _kfunc_target(name: str, weak: bool, ps: ProgramSpec, i: int) -> tr.CallTarget:

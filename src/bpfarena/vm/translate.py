@@ -18,6 +18,7 @@ at function entry (every loop passes one of them).
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,12 @@ S32 = 1 << 31
 KSPACE = 1 << 32
 
 _BOUND = re.compile(r"[HKXF][0-9]{1,10}")
-BPF_MAX_LOOPS = 8 * 1024 * 1024  # may_goto's per-frame budget (kernel BPF_MAX_LOOPS)
+# may_goto follows x86-64's timed rule (Linux 6.15+, what this kernel JITs): each frame starts
+# with a count of BPF_MAX_TIMED_LOOPS; the may_goto that takes it to 0 asks MAY_GOTO_CHECK,
+# which stamps the frame's start time the first time and afterwards gives 0 (so the next may_goto
+# jumps) once MAY_GOTO_NS have passed since then, else refills the count.
+BPF_MAX_TIMED_LOOPS = 0xFFFF
+MAY_GOTO_NS = 250_000_000  # NSEC_PER_SEC / 4
 
 _SIZES = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 _VIEW = {8: "Q", 4: "I", 2: "H", 1: "B"}
@@ -61,6 +67,7 @@ class Unit:
     stack_base: int = 0  # address of the stack region
     arena_mem: set[int] = field(default_factory=set)  # accesses through PTR_TO_ARENA bases
     max_ctx: int = 0  # the furthest context byte the program reaches
+    pkt_loads: set[int] = field(default_factory=set)  # ctx loads that give packet pointers
     lines: list[int] = field(default_factory=list)  # source line -> slot (filled in)
 
 
@@ -91,7 +98,7 @@ def translate(unit: Unit) -> str:
                  "UB", "PQ", "PI", "PH", "PB", "AQ", "AI", "AH", "AB", "AQs", "AIs", "AHs",
                  "ABs", "P", "LD", "ST", "ALD", "ALDK", "AST", "AT", "SDIV64", "SMOD64", "SDIV32",
                  "SMOD32", "BSWAP16", "BSWAP32", "BSWAP64", "OUT_OF_BUDGET", "TOO_DEEP",
-                 "BUDGET_CELL"):
+                 "BUDGET_CELL", "MAY_GOTO_CHECK"):
         em.emit(1, f"{name} = E[{name!r}]")
     bound = sorted({c.name for c in unit.calls.values() if c.kind != "pcall"})
     for name in bound + [c.name for c in unit.calls.values() if c.kind == "pcall"]:
@@ -151,7 +158,7 @@ def _function(em: _Emitter, start: int, end: int) -> None:
     em.emit(2, "fq = fo >> 3; fi = fo >> 2; fh = fo >> 1")
     has_mg = any((u.insns[i].opcode == 0xE5) for i in range(start, end))
     if has_mg:
-        em.emit(2, f"mg = {BPF_MAX_LOOPS}")
+        em.emit(2, f"mg = {BPF_MAX_TIMED_LOOPS}; mt = 0")
     leaders = _leaders(u, start, end)
     if len(leaders) == 1 and not _has_jumps(u, start, end):
         _block(em, start, end, 2, leaders, dispatch=False)
@@ -234,16 +241,21 @@ def _block(em: _Emitter, b: int, nxt: int, d: int, leaders: list[int], dispatch:
                 _jump(em, d, i, t, n)
                 ended = True
                 break
-            elif code == 0xE0:  # may_goto: leave when the frame's budget is spent
+            elif code == 0xE0:  # may_goto: leave when the frame's time budget is spent
                 t = i + x.off + 1
-                em.emit(d, "if mg == 0:")
+                em.emit(d, "if not mg:")
                 _jump(em, d + 1, i, t, n)
                 em.emit(d, "mg -= 1")
+                em.emit(d, "if not mg:")
+                em.emit(d + 1, "mg, mt = MAY_GOTO_CHECK(mt)")
             else:
                 t = i + x.off + 1
                 em.emit(d, f"if {_cond(x, cls == 5)}:")
                 _jump(em, d + 1, i, t, n)
-        _track_u32(em.known, x, u, None)
+        if i in u.pkt_loads:  # a 64-bit packet address (ctx rewriting), not a 32-bit value
+            em.known.discard(x.dst)
+        else:
+            _track_u32(em.known, x, u, None)
         i += 1
     if not ended:
         # falls into the next block (check.py made sure one exists)
@@ -581,6 +593,17 @@ def _call(em: _Emitter, d: int, i: int) -> None:
         em.emit(d, f"r0 = {c.name}(r1, r2, r3, r4, r5, r10)")
     else:
         em.emit(d, f"r0 = {c.name}(r1, r2, r3, r4, r5)")
+
+
+def may_goto_check(stamp: int) -> tuple[int, int]:
+    """(new count, frame timestamp) when a frame's may_goto count reaches 0 (the kernel's
+    bpf_check_timed_may_goto, on a monotonic clock)."""
+    now = time.monotonic_ns() or 1
+    if not stamp:
+        return BPF_MAX_TIMED_LOOPS, now
+    if now - stamp >= MAY_GOTO_NS:
+        return 0, stamp
+    return BPF_MAX_TIMED_LOOPS, stamp
 
 
 def bswap32(v: int) -> int:
