@@ -143,9 +143,9 @@ struct bpf_spin_lock {
 
 /* ---- loops the verifier checks once: may_goto (Linux 6.9+) ------------------------------------
  * may_goto is a conditional jump that the kernel takes only once the program frame's loop budget
- * is spent (BPF_MAX_LOOPS, 8M steps, shared by every may_goto loop of one frame; x86-64 since 6.15
- * uses a time budget instead). The verifier need not follow every iteration of a loop guarded by
- * it, so such a loop may run for as long as the data needs:
+ * is spent (shared by every may_goto loop of one frame: 8M steps before 6.15; on x86-64 since 6.15,
+ * and in bpfarena's VM, about 250 ms of time). The verifier need not follow every iteration of a
+ * loop guarded by it, so such a loop may run for as long as the data needs:
  *     while (p && can_loop) p = p->next;        for (;;) { cond_break; ... }
  * `can_loop` is true while budget remains; `cond_break` breaks out of the enclosing loop when it is
  * spent (and `cond_break_label(l)` jumps to l). clang 19 knows the mnemonic
