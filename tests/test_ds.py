@@ -385,3 +385,16 @@ def test_raw_may_goto_encoding(backend, build_dir):
         obj.globals["target"] = 12345
         assert obj.programs["cond_count"].run().retval == 0
         assert obj.globals["count"] == 12345
+
+
+def test_python_structures_avoid_the_null_alias(backend):
+    """With user_vm_start on a 4 GiB multiple the arena's first byte casts to NULL in BPF
+    (ARENA_FACTS.md section 2): nothing Python builds may live there."""
+    with bpfarena.Arena(pages=64, backend=backend, user_vm_start=0x7F0000000000) as arena:
+        t = ArenaHashTable(arena, ArenaHashTable.build(arena, {k: k for k in range(600)},
+                                                       n_buckets=16))
+        assert t.buckets & 0xFFFFFFFF
+        assert all(a & 0xFFFFFFFF for a in t.elements()["addr"].tolist())
+        assert t.to_dict() == {k: k for k in range(600)}
+        al = ArenaAllocator(arena)
+        assert all(al.alloc(4088 - 8) & 0xFFFFFFFF for _ in range(8))

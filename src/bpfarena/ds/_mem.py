@@ -13,6 +13,21 @@ from ..errors import ArenaError
 _U64 = struct.Struct("<Q")
 
 
+def alloc_pages_nonnull(arena, count: int) -> int:
+    """`arena.alloc_pages(count)`, never at an address whose low 32 bits are 0.
+
+    Where user_vm_start sits on a 4 GiB multiple, the object at the arena's first byte casts to
+    NULL on the BPF side (ARENA_FACTS.md section 2). If the allocation lands there, that one page
+    is kept allocated, unused, as a guard, and the run is taken again.
+    """
+    p = arena.alloc_pages(count)
+    if p & U32:
+        return p
+    arena.free_pages(p, count)
+    arena.alloc_pages(1, addr=p)  # the guard page: left allocated for the arena's lifetime
+    return arena.alloc_pages(count)
+
+
 class ArenaMemory:
     """Reads at arena pointers (user form or 32-bit form), bounds-checked.
 

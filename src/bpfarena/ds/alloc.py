@@ -16,6 +16,7 @@ import numpy as np
 
 from ..arena.layout import PAGE_SIZE
 from ..errors import ArenaError
+from ._mem import alloc_pages_nonnull
 
 __all__ = ["ArenaAllocator", "Batch", "COUNTER_OFFSET", "MAX_OBJECT"]
 
@@ -87,7 +88,7 @@ class ArenaAllocator:
         """
         size = self._check_size(size)
         if not self._page or self._off < size:
-            fresh = self.arena.alloc_pages(1)
+            fresh = alloc_pages_nonnull(self.arena, 1)
             self.arena.write_u64(fresh + COUNTER_OFFSET, 1)  # the "current page" reference
             if self._page:
                 self._put(self._page)
@@ -142,7 +143,7 @@ class ArenaAllocator:
             while need:
                 take = min(need, chunk)
                 try:
-                    base = self.arena.alloc_pages(take)
+                    base = alloc_pages_nonnull(self.arena, take)
                 except ArenaError:
                     if take == 1:
                         raise

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..arena.layout import PAGE_SIZE, U32
 from ..errors import ArenaError
-from ._mem import ArenaMemory
+from ._mem import ArenaMemory, alloc_pages_nonnull
 from .alloc import ArenaAllocator
 
 __all__ = ["DEFAULT_BUCKETS", "ELEM_DTYPE", "ELEM_SIZE", "HTAB_SIZE", "NODE_OFFSET",
@@ -181,7 +181,7 @@ class ArenaHashTable:
                 raise ArenaError(f"a {name} does not fit in a signed 32-bit int", errno.EINVAL)
 
         pages = -(-8 * n // PAGE_SIZE)
-        buckets = arena.alloc_pages(pages)
+        buckets = alloc_pages_nonnull(arena, pages)
         htab = alloc.alloc(HTAB_SIZE)
         heads = np.zeros(pages * PAGE_SIZE // 8, dtype=np.uint64)
 
