@@ -48,6 +48,24 @@ def _succ(x: Any, i: int, end: int) -> list[int]:
     return out
 
 
+def _flow_on(states: dict, work: list[int], x: Any, i: int, f: int, end: int, regs: int,
+             slots: frozenset[int]) -> None:
+    """Join (regs, slots) into every successor of instruction i inside function [f, end), and
+    queue the ones whose state grew: the worklist step both flow analyses share."""
+    for t in _succ(x, i, end):
+        if not f <= t < end:
+            continue
+        old = states.get(t)
+        if old is None:
+            states[t] = (regs, slots)
+            work.append(t)
+        else:
+            new = (old[0] | regs, old[1] | slots)
+            if new != old:
+                states[t] = new
+                work.append(t)
+
+
 def _kill_slots(slots: frozenset[int], off: int, size: int) -> frozenset[int]:
     if not slots:
         return slots
@@ -108,18 +126,7 @@ def analyze(insns: list[Any], functions: list[int]) -> tuple[set[int], set[int]]
                     if exit_r0 and not ret_arena[f]:
                         ret_arena[f] = True
                         changed = True
-                for t in _succ(x, i, end):
-                    if not f <= t < end:
-                        continue
-                    old = states.get(t)
-                    if old is None:
-                        states[t] = (regs, slots)
-                        work.append(t)
-                    else:
-                        new = (old[0] | regs, old[1] | slots)
-                        if new != old:
-                            states[t] = new
-                            work.append(t)
+                _flow_on(states, work, x, i, f, end, regs, slots)
     return convert, arena_mem
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .arenaflow import _kill_slots, _succ
+from .arenaflow import _flow_on, _kill_slots
 
 _SIZE = {0x00: 4, 0x08: 2, 0x10: 1, 0x18: 8}
 
@@ -85,16 +85,5 @@ def scan_ctx(insns: list[Any], functions: list[int]) -> tuple[int, dict[int, int
                         regs &= ~1
                     elif x.imm & 1:
                         regs &= ~(1 << s)
-                for t in _succ(x, i, end):
-                    if not f <= t < end:
-                        continue
-                    old = states.get(t)
-                    if old is None:
-                        states[t] = (regs, slots)
-                        work.append(t)
-                    else:
-                        new = (old[0] | regs, old[1] | slots)
-                        if new != old:
-                            states[t] = new
-                            work.append(t)
+                _flow_on(states, work, x, i, f, end, regs, slots)
     return reach, loads
