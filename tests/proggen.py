@@ -134,9 +134,9 @@ class GenProgram:
     npages: int
     stack_size: int
     seed: Any = None
-    # False when the program reserves pages or frees at an address outside the arena: the
-    # kernel back end's resident count (reserve-probing of the arena's own pages) then cannot
-    # be compared with the VM's (see same())
+    # False when the program frees at an address outside the arena: the kernel back end's
+    # resident count (a probe of the arena's own pages) then cannot be compared with the VM's
+    # (see same())
     resident_exact: bool = True
 
     def lower(self) -> tuple[list[Raw], list[tuple[int, str, str, int]]]:
@@ -394,7 +394,6 @@ class _Gen:
             ins.append((ALU64 | MOV | K, 3, 0, 0, cnt))
         else:
             name = "bpf_arena_reserve_pages"
-            self.inexact = True
             addr_arg(2, True)
             ins.append((ALU64 | MOV | K, 3, 0, 0, cnt))
         rel.append((len(ins), "kfunc", name, 0))
@@ -804,10 +803,9 @@ def run_one(obj: Any, p: GenProgram, npages: int) -> Outcome:
 
 def same(a: Outcome, b: Outcome, p: GenProgram | None = None) -> bool:
     """Equal outcomes. The resident count is skipped where it cannot be compared: the kernel
-    back end finds resident pages by reserve-probing the arena's own pages, so it counts pages
-    BPF reserved as allocated, and misses pages the kernel hands out outside the arena (after a
-    free below user_vm_start the kernel's free-page tree holds pages outside the arena, and a
-    later allocation can return them; the VM emulates that and counts them)."""
+    back end probes only the arena's own pages, so it misses pages the kernel hands out outside
+    the arena (after a free below user_vm_start the kernel's free-page tree holds pages outside
+    the arena, and a later allocation can return them; the VM emulates that and counts them)."""
     skip = p is not None and not p.resident_exact
     return ((a.retval, a.data, a.error) == (b.retval, b.data, b.error)
             and (skip or a.resident == b.resident))
