@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .errors import BPFError
@@ -39,8 +40,14 @@ def _cmd_inspect(a: argparse.Namespace) -> int:
         print(f"program {name}: section={p.section} type={p.prog_type} sleepable={p.sleepable} "
               f"insns={len(p.insns)}")
         if a.disasm:
-            for line in disassemble(p.insns):
-                print("    " + line)
+            relocs = {r.insn_index: r for r in p.relocations}
+            lines = disassemble(p.insns)
+            for line in lines:
+                idx = int(line.split(":", 1)[0])
+                r = relocs.get(idx)
+                note = "" if r is None else f"  ; {r.kind.value} {r.target}" + (
+                    f"+{r.offset}" if r.kind.value in ("arena", "map_value") else "")
+                print("    " + line + note)
     return 0
 
 
@@ -116,3 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `bpfarena inspect -d x.o | head`: the reader left, not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (let interpreter exit flush quietly)
+        return 0
