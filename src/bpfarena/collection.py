@@ -7,6 +7,7 @@ interfaces, so one argument (`backend=`) picks where programs run.
 from __future__ import annotations
 
 import errno
+import struct
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +18,16 @@ from .errors import MapError
 if TYPE_CHECKING:  # pragma: no cover
     from .arena import Arena
     from .btf import BTF
+
+
+def default_packet() -> bytes:
+    """The 64-byte IPv4/TCP frame a packet program runs on when `run()` gets no data, on every
+    back end: enough for the kernel's minimum packet checks."""
+    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
+                     bytes([10, 0, 0, 2]))
+    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
+    return (eth + ip + tcp).ljust(64, b"\0")
 
 
 @dataclass(frozen=True)

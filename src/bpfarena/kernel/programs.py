@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import errno
-import struct
 import time
 from typing import Any
 
 from .. import _sys
-from ..collection import Program, RunResult
+from ..collection import Program, RunResult, default_packet
 from ..errors import NotSupportedError, SyscallError, VerifierError
 from .owned import FdObject
 
@@ -25,15 +24,6 @@ MAX_LOG = 1 << 28
 _LOG_WORTHY = {errno.EACCES, errno.EINVAL, errno.E2BIG, errno.ENOSPC, errno.EPERM, errno.EFAULT,
                errno.ENOTSUP, errno.EBUSY, errno.ENOENT, errno.ERANGE, _sys.ENOTSUPP}
 failing_insn = _sys.failing_insn
-
-
-def min_packet() -> bytes:
-    """A 64-byte IPv4/TCP frame: enough for the kernel's minimum packet checks."""
-    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
-                     bytes([10, 0, 0, 2]))
-    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
-    return (eth + ip + tcp).ljust(64, b"\0")
 
 
 def load_program(name: str, prog_type: int, insns: bytes, license: str, *, log_level: int = 0,
@@ -110,7 +100,7 @@ class KernelProgram(FdObject, Program):
                 dur = (time.perf_counter_ns() - t0) // repeat
                 return RunResult(retval, dur, bytes(ctx_after), b"")
             if self.prog_type in PACKET_TYPES and not data:
-                data = min_packet()
+                data = default_packet()
             r = _sys.prog_test_run(fd, ctx_in=ctx, ctx_out_size=len(ctx), data_in=data,
                                    data_out_size=len(data) + 512 if data else 0, repeat=repeat)
             return RunResult(r.retval, r.duration_ns, r.ctx_out, r.data_out)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from ..arena.base import ArenaGlobals
 from ..arena.layout import choose_start
-from ..collection import Collection, GlobalVariables, Program, RunResult
+from ..collection import Collection, GlobalVariables, Program, RunResult, default_packet
 from ..errors import InvalidInstruction, NotSupportedError, ObjectError, VMError
 from ..obj.spec import ObjectSpec, ProgramSpec, RelocKind
 from . import translate as tr
@@ -87,7 +87,7 @@ class VMProgram(Program):
         ctx_region = data_region = None
         pulled = False
         if self.prog_type in PACKET_TYPES:
-            data = bytes(data) or min_packet()
+            data = bytes(data) or default_packet()
             if len(data) < ETH_HLEN:  # bpf_test_init refuses it (EINVAL)
                 raise VMError(f"packet of {len(data)} bytes is shorter than an Ethernet header "
                               "(the kernel says EINVAL)", program=self.name)
@@ -147,15 +147,6 @@ XDP_PTR_FIELDS = {0: "data", 4: "data_end", 8: "data_meta"}
 SKB_PTR_FIELDS = {76: "data", 80: "data_end"}
 PACKET_PTR_FIELDS = {t: frozenset(XDP_PTR_FIELDS if t == BPF_PROG_TYPE_XDP else SKB_PTR_FIELDS)
                      for t in PACKET_TYPES}
-
-
-def min_packet() -> bytes:
-    """The same 64-byte IPv4/TCP frame the kernel back end sends when no data is given."""
-    eth = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb" + b"\x08\x00"
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 50, 0, 0, 64, 6, 0, bytes([10, 0, 0, 1]),
-                     bytes([10, 0, 0, 2]))
-    tcp = struct.pack("!HHIIBBHHH", 1234, 80, 0, 0, 0x50, 0x02, 1024, 0, 0)
-    return (eth + ip + tcp).ljust(64, b"\0")
 
 
 def _packet_ctx(mem: Memory, prog_type: int, ctx: bytes, data: Any, eth: bytes) -> Any:
