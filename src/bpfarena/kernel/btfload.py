@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from functools import lru_cache
 
 from ..errors import BTFError, ObjectError
 
@@ -222,30 +221,3 @@ def _int_type(raw: RawBTF) -> int:
     # no 4-byte int in the object: add one (signed, 32 bits)
     return raw.add_type(struct.pack("<IIII", raw.add_string("int"), K_INT << 24, 4,
                                     (1 << 24) | 32))
-
-
-@lru_cache(maxsize=1)
-def vmlinux_index() -> dict[tuple[int, str], int]:
-    """(kind, name) -> type id for every FUNC, VAR and TYPEDEF in vmlinux BTF (first one wins)."""
-    try:
-        with open(VMLINUX, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        from ..errors import NotSupportedError
-        raise NotSupportedError("vmlinux BTF", f"cannot read {VMLINUX}: {e}") from None
-    hdr_len = struct.unpack_from("<I", data, 4)[0]
-    t_off, t_len, s_off, _s_len = struct.unpack_from("<IIII", data, 8)
-    tbase, sbase = hdr_len + t_off, hdr_len + s_off
-    out: dict[tuple[int, str], int] = {}
-    pos, end, tid = tbase, tbase + t_len, 0
-    unpack = struct.unpack_from
-    while pos < end:
-        tid += 1
-        name_off, info = unpack("<II", data, pos)
-        kind, vlen = (info >> 24) & 0x1F, info & 0xFFFF
-        if kind in (K_FUNC, K_VAR, K_TYPEDEF) and name_off:
-            s = sbase + name_off
-            key = (kind, data[s:data.index(b"\0", s)].decode())
-            out.setdefault(key, tid)
-        pos += 12 + _EXTRA_FIXED.get(kind, 0) + _EXTRA_PER.get(kind, 0) * vlen
-    return out

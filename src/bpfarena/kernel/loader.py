@@ -427,12 +427,20 @@ def _place_globals(spec: ObjectSpec, arena: Any, placement: str) -> int:
 
 
 # --- kfuncs, ksyms, CO-RE ------------------------------------------------------------------------
+def _vmlinux_id(name: str, kind: int) -> int | None:
+    """The first vmlinux BTF type of `kind` named `name`, or None."""
+    try:
+        return vmlinux_btf().find(name, kind)
+    except KeyError:
+        return None
+
+
 def _kfunc_id(name: str) -> int | None:
-    return btfload.vmlinux_index().get((btfload.K_FUNC, name))
+    return _vmlinux_id(name, btfload.K_FUNC)
 
 
 def _ksym_id(name: str) -> int | None:
-    return btfload.vmlinux_index().get((btfload.K_VAR, name))
+    return _vmlinux_id(name, btfload.K_VAR)
 
 
 def _apply_core(spec: ObjectSpec, ps: ProgramSpec, insns: Insns) -> None:
@@ -479,9 +487,8 @@ def _load_prog(ps: ProgramSpec, insns: bytes, btf_fd: int, line_info: bytes, log
 
 def _attach_id(ps: ProgramSpec) -> int:
     kind, prefix = _ATTACH_PREFIX.get(ps.expected_attach_type, ("func", ""))
-    idx = btfload.vmlinux_index()
     k = btfload.K_TYPEDEF if kind == "typedef" else btfload.K_FUNC
-    tid = idx.get((k, prefix + ps.attach_to)) if ps.attach_to else None
+    tid = _vmlinux_id(prefix + ps.attach_to, k) if ps.attach_to else None
     if tid is None:
         raise NotSupportedError(f"attaching program {ps.name!r} to {ps.attach_to!r}",
                                 f"no {kind} {prefix}{ps.attach_to} in vmlinux BTF")
