@@ -7,7 +7,6 @@ re-serialised model. The fixups are the ones libbpf makes, found by loading into
   * `.ksyms` externs: the kernel refuses extern linkage (FUNC and VAR) and non-VAR DATASEC entries,
     so FUNC entries point at one added `int` VAR, FUNCs become global, VARs global-allocated, and
     the DATASEC is laid out with real sizes.
-Also an index of vmlinux BTF FUNC/VAR names to ids, for kfunc and __ksym resolution.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ K_VOLATILE, K_CONST, K_RESTRICT, K_FUNC, K_FUNC_PROTO, K_VAR, K_DATASEC = 9, 10,
 K_FLOAT, K_DECL_TAG, K_TYPE_TAG, K_ENUM64 = 16, 17, 18, 19
 VAR_GLOBAL_ALLOCATED = 1
 FUNC_GLOBAL = 1
-VMLINUX = "/sys/kernel/btf/vmlinux"
 
 _EXTRA_FIXED = {K_INT: 4, K_ARRAY: 12, K_VAR: 4, K_DECL_TAG: 4}
 _EXTRA_PER = {K_STRUCT: 12, K_UNION: 12, K_ENUM: 8, K_FUNC_PROTO: 8, K_DATASEC: 12, K_ENUM64: 12}

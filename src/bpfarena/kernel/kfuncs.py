@@ -11,12 +11,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from ..errors import BPFError, NotSupportedError
-from .btfload import VMLINUX
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..btf import BTF
 
-VMLINUX_BTF = VMLINUX
+VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
 BTF_KIND_FUNC = 12
 
 ARENA_KFUNCS = ("bpf_arena_alloc_pages", "bpf_arena_free_pages", "bpf_arena_reserve_pages")
