@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import avoid_kernel_bug
 
 import bpfarena
+from bpfarena.kernel.bugs import NODE_ID_OOPS, has_fix
 
 PAGE = 4096
 HERE = Path(__file__).resolve().parent
@@ -67,14 +69,18 @@ def _diff(k: dict[str, Any], v: dict[str, Any]) -> list[str]:
 
 
 def run_both(path: Path, backend: str, drive: Callable[[Any], Any],
-             ranges: Ranges = _whole, **load_kw: Any) -> dict[str, Any]:
-    """The state after `drive` on `backend`; on the VM, compared with the kernel's first."""
+             ranges: Ranges = _whole, kernel_bug: Any = None, **load_kw: Any) -> dict[str, Any]:
+    """The state after `drive` on `backend`; on the VM, compared with the kernel's first.
+
+    With `kernel_bug` (a bpfarena.kernel.bugs.KernelBug) the kernel comparison is made only on a
+    release that carries its fix.
+    """
     if backend == "kernel":
         with bpfarena.load(path, backend="kernel", **load_kw) as k:
             return _state(k, drive, ranges)
     start = None
     ks = None
-    if _kernel_ok():
+    if _kernel_ok() and (kernel_bug is None or has_fix(kernel_bug)):
         with bpfarena.load(path, backend="kernel", **load_kw) as k:
             start = k.arena.user_vm_start
             ks = _state(k, drive, ranges)
@@ -441,13 +447,57 @@ def test_kfunc_argument_edges(kfunc_path, backend):
     assert k[:4] == [0, 0, 0, at(1)]       # 0 pages, > max_entries, 16 with page 0 taken: NULL
     assert k[4:8] == [0, 0, 0, 0]          # unaligned, past the end, below the start, overhanging
     assert k[8:10] == [at(15), at(1)]      # the last page; node 0 is a real node
-    assert k[10] == 0                      # no such NUMA node
     assert k[11] == at(8)                  # a hint in 32-bit form
     assert k[12] == at(4) and k[13] == 1   # freeing 0 pages frees nothing
     assert k[14:18] == [1, 0, 0, 0]        # partial frees, and a free in 32-bit form
     assert k[18] == 0 and _s(k[19]) == -22 and k[20] == 0 and k[21] == 0
     assert k[22] == 0x1111
     assert st["resident"] == 4             # globals, 1, 8, 15
+
+
+def test_alloc_pages_on_a_missing_numa_node(kfunc_path, backend):
+    """NULL for a node that does not exist, as kernels with the node-id check say (7.3.4 guest).
+
+    Older kernels oops here, so the kernel runs this only where the release carries the fix.
+    """
+    if backend == "kernel":
+        avoid_kernel_bug(NODE_ID_OOPS)
+    def drive(obj):
+        return _runs("kfunc_missing_node")(obj), obj.arena.user_vm_start
+
+    st = run_both(kfunc_path, backend, drive, kernel_bug=NODE_ID_OOPS)
+    rets, start = st["drive"]
+    assert rets == [0]
+    assert st["globals"]["nout"][:3] == [0, 0, start + PAGE]  # 4096 and -2 fail; node 0 works
+    assert st["resident"] == 2  # the globals' page and node 0's page
+
+
+def test_the_node_id_gate(monkeypatch):
+    """The gate itself: which releases may make the call, and a Python-side call never reaches
+    an affected kernel (the kernel arena refuses a missing node before calling the kfunc)."""
+    from bpfarena.kernel import arena as karena
+
+    bug = NODE_ID_OOPS
+    for release in ("6.18.15+deb13-amd64", "6.12.90", "7.0.9", "6.19.3", "6.13.1", "6.9.0", "odd"):
+        assert bug.affects(release), release
+    for release in ("6.18.33", "6.18.44-fc-v1300", "6.12.91+deb13-amd64", "7.0.10", "7.1.0",
+                    "7.3.4+deb13-amd64", "6.8.12", "5.15.0"):
+        assert not bug.affects(release), release
+    calls = []
+
+    class Progs:
+        def alloc(self, addr: int, count: int, node: int) -> int:
+            calls.append(node)
+            return 0x1000
+
+    arena = karena.KernelArena.__new__(karena.KernelArena)
+    monkeypatch.setattr(arena, "_programs", lambda: Progs(), raising=False)
+    monkeypatch.setattr(karena, "online_nodes", lambda: frozenset({0, 1}))
+    assert arena._alloc_pages(1, None, 4096) == 0
+    assert arena._alloc_pages(1, None, -2) == 0
+    assert calls == []
+    assert arena._alloc_pages(1, None, 1) == 0x1000 and arena._alloc_pages(1, None, -1) == 0x1000
+    assert calls == [1, -1]
 
 
 def test_alu64_on_arena_pointer_is_32bit(kfunc_path, backend):

@@ -39,11 +39,11 @@ def test_results_are_cached(monkeypatch):
 def test_a_broken_probe_is_a_missing_feature(monkeypatch):
     def boom() -> bool:
         raise OSError("probe exploded")
-    monkeypatch.setitem(feat._PROBES, "arena_map", boom)
+    monkeypatch.setitem(feat._PROBES, "addr_space_cast", boom)
     monkeypatch.setattr(feat, "_cache", {})
     monkeypatch.setattr(feat, "_reasons", {})
-    assert feat.arenas_available() is False
-    assert "probe exploded" in feat.why_unavailable()
+    assert feat.probe("addr_space_cast") is False
+    assert "probe exploded" in feat.why("addr_space_cast")
 
 
 def test_arenas_available_here(kernel):

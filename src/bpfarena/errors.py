@@ -15,6 +15,7 @@ __all__ = [
     "BTFError",
     "VerifierError",
     "NotSupportedError",
+    "ArenasUnavailableError",
     "ArenaError",
     "MapError",
     "SyscallError",
@@ -114,17 +115,29 @@ class NotSupportedError(BPFError):
     """A feature is missing here: no privilege, an old kernel, or something the VM does not do."""
 
     def __init__(self, feature: str, reason: str = "", min_kernel: str | None = None,
-                 errno: int | None = None) -> None:
+                 errno: int | None = None, *, message: str | None = None) -> None:
         self.feature = feature
         self.reason = reason
         self.min_kernel = min_kernel
         self.errno = errno
-        msg = f"{feature} is not supported"
-        if reason:
+        msg = message or f"{feature} is not supported"
+        if reason and not message:
             msg += f": {reason}"
         if min_kernel:
             msg += f" (needs Linux >= {min_kernel})"
         super().__init__(msg)
+
+
+class ArenasUnavailableError(NotSupportedError):
+    """This process cannot use kernel arenas; `.cause` names why (the same words everywhere).
+
+    The message is `bpfarena.kernel.diagnose`'s diagnosis: no CAP_BPF, arenas refused by a local
+    policy, a kernel without arenas, no kernel BTF, no CAP_PERFMON, or the JIT.
+    """
+
+    def __init__(self, cause: str, message: str, errno: int | None = None) -> None:
+        self.cause = cause
+        super().__init__("kernel arenas", cause, errno=errno, message=message)
 
 
 class ArenaError(BPFError):

@@ -18,7 +18,8 @@ from .._sys import mem
 from ..arena import layout
 from ..arena.base import Arena
 from ..arena.layout import PAGE_SIZE
-from ..errors import ArenaError, NotSupportedError, SyscallError
+from ..errors import ArenaError, ArenasUnavailableError, NotSupportedError, SyscallError
+from .diagnose import Cause, diagnose
 
 BPFFS = "/sys/fs/bpf"
 
@@ -35,26 +36,35 @@ _CREATE_REASONS = {
 }
 
 
-def _not_supported(err: int) -> NotSupportedError | None:
-    """Turn a create-time errno into NotSupportedError when it means 'not here', else None."""
-    if err == errno.EPERM:
-        return NotSupportedError("BPF arenas", "creating a BPF_MAP_TYPE_ARENA needs CAP_BPF "
-                                 "(run as root or grant CAP_BPF)", errno=err)
-    if err == errno.EOPNOTSUPP:
-        return NotSupportedError("BPF arenas", "the BPF JIT is disabled or does not support arenas "
-                                 "(check sysctl net.core.bpf_jit_enable)", errno=err)
-    if err == errno.ENOSYS:
-        return NotSupportedError("bpf(2)", "the kernel has no bpf() system call", errno=err)
-    return None
+def _unavailable(err: int) -> ArenasUnavailableError | None:
+    """The diagnosis, as an error, when a create-time errno means 'no arenas here', else None."""
+    if err not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, _sys.ENOTSUPP):
+        return None
+    d = diagnose()
+    if d is None or (err == errno.EINVAL and d.cause is not Cause.NO_ARENA_MAP):
+        return None  # arenas work here: this arena's parameters were the problem
+    return d.error()
 
 
-def _arena_type_missing() -> bool:
-    """True when the kernel does not know map type 33 at all (before Linux 6.9)."""
+NUMA_NO_NODE = -1
+NODES_ONLINE = "/sys/devices/system/node/online"
+
+
+def online_nodes() -> frozenset[int]:
+    """The NUMA nodes online now ({0} on a kernel without NUMA support)."""
     try:
-        _sys.map_create(layout.BPF_MAP_TYPE_ARENA, 0, 0, 1, flags=layout.BPF_F_MMAPABLE).close()
-        return False
-    except SyscallError as e:
-        return e.errno == errno.EINVAL
+        with open(NODES_ONLINE) as f:
+            text = f.read().strip()
+    except OSError:
+        return frozenset({0})
+    nodes: set[int] = set()
+    for part in filter(None, text.split(",")):
+        lo, _, hi = part.partition("-")
+        try:
+            nodes.update(range(int(lo), int(hi or lo) + 1))
+        except ValueError:
+            return frozenset({0})
+    return frozenset(nodes)
 
 
 def _kernel_name(name: str | None) -> str | None:
@@ -102,12 +112,9 @@ class KernelArena(Arena):
                                  name=_kernel_name(name), map_extra=map_extra)
         except SyscallError as e:
             err = e.errno or 0
-            ns = _not_supported(err)
-            if ns is not None:
-                raise ns from None
-            if err == errno.EINVAL and _arena_type_missing():
-                raise NotSupportedError("BPF arenas", "this kernel has no BPF_MAP_TYPE_ARENA",
-                                        min_kernel="6.9", errno=err) from None
+            unavailable = _unavailable(err)
+            if unavailable is not None:
+                raise unavailable from None
             why = _CREATE_REASONS.get(err, "the kernel refused to create the arena")
             raise ArenaError(f"cannot create a {pages}-page arena"
                              f"{f' at 0x{map_extra:x}' if map_extra else ''}: {why}",
@@ -210,10 +217,12 @@ class KernelArena(Arena):
             fd = (_sys.map_get_fd_by_id(map_id) if map_id is not None
                   else _sys.obj_get(pinned))
         except SyscallError as e:
-            ns = _not_supported(e.errno or 0) if e.errno == errno.EPERM else None
-            if ns is not None:
-                raise ns from None
             what = f"map id {map_id}" if map_id is not None else f"pinned path {pinned}"
+            if e.errno == errno.EPERM:
+                need = ("CAP_SYS_ADMIN" if map_id is not None
+                        else "CAP_BPF and access to the pinned file")
+                raise NotSupportedError(f"opening the arena at {what}", f"permission denied: it "
+                                        f"needs {need}", errno=e.errno) from None
             raise ArenaError(f"cannot open the arena at {what}", e.errno) from None
         return cls.from_fd(fd)
 
@@ -293,6 +302,10 @@ class KernelArena(Arena):
     def _alloc_pages(self, count: int, addr: int | None, node: int) -> int:
         if count <= 0 or count > 0xFFFFFFFF:
             return 0  # the kfunc returns NULL for 0; a count beyond u32 is beyond every arena
+        if node != NUMA_NO_NODE and node not in online_nodes():
+            # kernels with the node-id check return NULL here; older ones oops (kernel/bugs.py),
+            # so the call never reaches them
+            return 0
         return self._programs().alloc(addr or 0, count, node)
 
     def _free_pages(self, addr: int, count: int) -> None:

@@ -1,8 +1,9 @@
 """What the running kernel supports for arenas, each found by a real probe (never a version check).
 
 Probes create a throw-away arena or load a tiny program and look at what the kernel says. Results
-are cached for the life of the process. `arenas_available()` and `why_unavailable()` never raise:
-tests and `load(backend="auto")` ask them first.
+are cached for the life of the process. Every "no" has a reason (`why(name)`). Whether arenas can
+be used at all, and why not, is `diagnose.diagnose()`; `arenas_available()` and `why_unavailable()`
+are its short forms, never raise, and are what tests and `load(backend="auto")` ask first.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .. import _sys
 from .._sys import mem
 from ..arena import layout
 from ..errors import BPFError, SyscallError
+from .diagnose import JIT_SYSCTL, _jit_setting, diagnose
 
 __all__ = ["features", "arenas_available", "why_unavailable", "probe"]
 
@@ -33,40 +35,49 @@ def _create_arena(flags: int = 0, pages: int = 1) -> _sys.Fd:
 
 
 def _errtext(e: BaseException) -> str:
-    err = getattr(e, "errno", None)
-    if err == errno.EPERM:
-        return "permission denied: BPF arenas need CAP_BPF (and CAP_PERFMON to load programs)"
-    if err == errno.EOPNOTSUPP:
-        return "the BPF JIT is off or does not support arenas (net.core.bpf_jit_enable)"
-    return str(e).splitlines()[0]
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 @cache
 def _probe_arena_map() -> bool:
-    try:
-        with _create_arena() as fd:
-            addr = mem.mmap(None, layout.PAGE_SIZE, mem.PROT_READ | mem.PROT_WRITE,
-                            mem.MAP_SHARED, fd.fileno())
-            mem.munmap(addr, layout.PAGE_SIZE)
+    """Can an arena map be created and mapped? (The diagnosis may fail later, for BTF or a JIT.)"""
+    d = diagnose()
+    if d is None or d.map_works:
         return True
-    except SyscallError as e:
-        if e.errno == errno.EINVAL:
-            _reasons["arena_map"] = ("this kernel has no BPF_MAP_TYPE_ARENA (it came with "
-                                     "Linux 6.9)")
-        else:
-            _reasons["arena_map"] = f"cannot create a BPF arena: {_errtext(e)}"
-        return False
-    except Exception as e:  # never raise from a probe
-        _reasons["arena_map"] = f"cannot create a BPF arena: {e!r}"
-        return False
+    _reasons["arena_map"] = d.detail
+    return False
+
+
+def _needs_arena_map(name: str) -> bool:
+    """False (with the arena map's reason) where no arena can be made, so `name` is not probed."""
+    if _probe_arena_map():
+        return True
+    _reasons[name] = _not_probed()
+    return False
+
+
+def _needs_arenas(name: str) -> bool:
+    """False (with the diagnosis) where arena programs cannot load, so `name` is not probed."""
+    if diagnose() is None:
+        return True
+    _reasons[name] = _not_probed()
+    return False
+
+
+def _not_probed() -> str:
+    d = diagnose()
+    return f"not probed: kernel arenas are unavailable ({d.cause.value if d else '?'}, see arena_map)"
 
 
 def _probe_flag(name: str, flag: int) -> bool:
+    if not _needs_arena_map(name):
+        return False
     try:
         _create_arena(flag).close()
         return True
     except SyscallError as e:
-        _reasons[name] = f"an arena with {name} was refused: {_errtext(e)}"
+        _reasons[name] = (f"an arena with {name} was refused with "
+                          f"{errno.errorcode.get(e.errno or 0, e.errno)}")
         return False
 
 
@@ -92,8 +103,7 @@ def _load_probe(name: str, build: Callable[[int], object]) -> bool:
     """True if a program built around a fresh mapped arena loads."""
     from .progs import load_syscall_prog
 
-    if not _probe_arena_map():
-        _reasons[name] = _reasons.get("arena_map", "no arena map")
+    if not _needs_arenas(name):
         return False
     try:
         with _MappedArena() as fd:
@@ -174,21 +184,22 @@ def _probe_globals_at_end() -> bool:
 
 
 def _jit_enabled() -> bool:
-    try:
-        with open("/proc/sys/net/core/bpf_jit_enable") as f:
-            return f.read().strip() != "0"
-    except OSError:
-        _reasons["jit_enabled"] = "cannot read /proc/sys/net/core/bpf_jit_enable"
+    setting = _jit_setting()
+    if setting is None:
+        _reasons["jit_enabled"] = f"cannot read {JIT_SYSCTL}"
         return False
+    if setting == "0":
+        _reasons["jit_enabled"] = "net.core.bpf_jit_enable is 0: programs are interpreted"
+        return False
+    return True
 
 
 _PROBES: dict[str, Callable[[], bool | str]] = {
     "kernel_release": lambda: os.uname().release,
     "arena_map": _probe_arena_map,
-    "BPF_F_SEGV_ON_FAULT": lambda: _probe_arena_map() and _probe_flag(
-        "BPF_F_SEGV_ON_FAULT", layout.BPF_F_SEGV_ON_FAULT),
-    "BPF_F_NO_USER_CONV": lambda: _probe_arena_map() and _probe_flag(
-        "BPF_F_NO_USER_CONV", layout.BPF_F_NO_USER_CONV),
+    "BPF_F_SEGV_ON_FAULT": lambda: _probe_flag("BPF_F_SEGV_ON_FAULT",
+                                               layout.BPF_F_SEGV_ON_FAULT),
+    "BPF_F_NO_USER_CONV": lambda: _probe_flag("BPF_F_NO_USER_CONV", layout.BPF_F_NO_USER_CONV),
     "kfunc_bpf_arena_alloc_pages": lambda: _kfunc_probe("bpf_arena_alloc_pages", "alloc_prog"),
     "kfunc_bpf_arena_free_pages": lambda: _kfunc_probe("bpf_arena_free_pages", "free_prog"),
     "kfunc_bpf_arena_reserve_pages": lambda: _kfunc_probe("bpf_arena_reserve_pages",
@@ -226,18 +237,11 @@ def why(name: str) -> str | None:
 
 
 def arenas_available() -> bool:
-    """True when this process can create and map kernel arenas. Never raises."""
-    try:
-        return bool(probe("arena_map"))
-    except Exception:
-        return False
+    """True when this process can create, map and use kernel arenas. Never raises."""
+    return diagnose() is None
 
 
 def why_unavailable() -> str | None:
-    """The reason kernel arenas cannot be used here, or None if they can. Never raises."""
-    try:
-        if arenas_available():
-            return None
-        return _reasons.get("arena_map", "BPF arenas are not available")
-    except Exception as e:
-        return f"probing for BPF arenas failed: {e!r}"
+    """Why kernel arenas cannot be used here (the one diagnosis), or None if they can."""
+    d = diagnose()
+    return None if d is None else str(d)

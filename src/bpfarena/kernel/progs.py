@@ -20,6 +20,7 @@ from .. import _sys
 from ..errors import ArenaError, BPFError, NotSupportedError, VerifierError
 from ..isa.asm import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10, Assembler
 from ..isa.insn import encode
+from .diagnose import diagnose
 from .kfuncs import kfunc_id
 
 BPF_PROG_TYPE_SYSCALL = 31
@@ -239,6 +240,9 @@ class ArenaPrograms:
                 p = load_syscall_prog(build(self._map_fd.fileno()), f"arena_{which}")
             except VerifierError as e:
                 if e.errno == errno.EPERM:
+                    d = diagnose()
+                    if d is not None:
+                        raise d.error() from None
                     raise NotSupportedError(f"arena {which} program",
                                             "loading it needs CAP_BPF and CAP_PERFMON",
                                             errno=e.errno) from None
