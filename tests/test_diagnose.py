@@ -200,6 +200,10 @@ def test_one_wording_everywhere(fake, monkeypatch, capsys, bpf_obj, refuse, prog
         with pytest.raises(ArenasUnavailableError) as ei:
             bpfarena.Arena(pages=1, backend="kernel")
         assert str(ei.value) == text and ei.value.cause == cause.value
+    # loading an object with an arena on the kernel says it before anything else can fail
+    with pytest.raises(ArenasUnavailableError) as ei:
+        bpfarena.load(path, backend="kernel")
+    assert str(ei.value) == text
     # backend="auto" takes the VM and says why, in the same words
     monkeypatch.delenv("BPFARENA_QUIET", raising=False)
     with bpfarena.load(path, backend="auto") as obj:

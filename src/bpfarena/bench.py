@@ -193,9 +193,10 @@ def measure(quick: bool = False) -> Results:
     kern: dict[str, float] | None = None
     kern_err = ""
     try:
-        from .kernel.features import arenas_available, why_unavailable
-        if not arenas_available():
-            raise NotSupportedError("kernel arenas", why_unavailable() or "unavailable")
+        from .kernel.diagnose import diagnose
+        unavailable = diagnose()
+        if unavailable is not None:
+            raise unavailable.error()
         kern = _median([_htab_round(obj_path, "kernel", n_kernel) for _ in range(reps)])
     except BPFError as e:
         kern_err = str(e).splitlines()[0]

@@ -43,10 +43,11 @@ def _load(path: Path) -> ModuleType:
 def _resolve(backend: str) -> tuple[str, str]:
     if backend != "auto":
         return backend, "asked for"
-    from .kernel.features import arenas_available, why_unavailable
-    if arenas_available():
+    from .kernel.diagnose import diagnose
+    unavailable = diagnose()
+    if unavailable is None:
         return "kernel", "kernel arenas are available"
-    return "vm", why_unavailable() or "kernel arenas are not available"
+    return "vm", str(unavailable)
 
 
 def run_demo(backend: str = "auto", n: int | None = None,

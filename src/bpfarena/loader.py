@@ -25,13 +25,10 @@ def load(path_or_spec: str | os.PathLike[str] | ObjectSpec, backend: str = "auto
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}: use one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        from .kernel.features import arenas_available, why_unavailable
-        if arenas_available():
-            backend = "kernel"
-            why = "kernel arenas are available"
-        else:
-            backend = "vm"
-            why = why_unavailable() or "kernel arenas are not available"
+        from .kernel.diagnose import diagnose
+        unavailable = diagnose()
+        backend = "kernel" if unavailable is None else "vm"
+        why = "kernel arenas are available" if unavailable is None else str(unavailable)
         if not os.environ.get("BPFARENA_QUIET"):
             print(f"bpfarena: backend=auto chose {backend} ({why})", file=sys.stderr)
     if backend == "kernel":

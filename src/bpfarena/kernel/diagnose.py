@@ -32,7 +32,6 @@ from .bugs import release_version
 __all__ = ["Cause", "Diagnosis", "diagnose", "refresh", "HOST_CAUSES"]
 
 BPF_MAP_TYPE_BLOOM_FILTER = 30
-BPF_PROG_TYPE_SOCKET_FILTER = 1
 JIT_SYSCTL = "/proc/sys/net/core/bpf_jit_enable"
 BTF_MAGIC = b"\x9f\xeb"  # 0xeb9f, little-endian
 
@@ -174,15 +173,15 @@ def _program_refused(e: BPFError) -> Diagnosis:
 
 
 def _load_probe_program(fd: int) -> None:
+    """A sleepable syscall program that references the arena: the kind bpfarena itself loads."""
     from ..isa.asm import R0, R1, Assembler
-    from ..isa.insn import encode
+    from .progs import load_syscall_prog
 
     a = Assembler()
     a.ld_map_fd(R1, fd)  # the reference that ties the program to the arena
     a.mov64(R0, 0)
     a.exit_()
-    _sys.prog_load(BPF_PROG_TYPE_SOCKET_FILTER, encode(a.assemble()), "GPL",
-                   name="arena_probe").close()
+    load_syscall_prog(a, "arena_probe").close()
 
 
 def _diagnose() -> Diagnosis | None:

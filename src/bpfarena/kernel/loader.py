@@ -39,6 +39,7 @@ from ..errors import ArenaError, BPFError, MapError, NotSupportedError, ObjectEr
 from ..obj.maps import LIBBPF_PIN_BY_NAME
 from ..obj.spec import MapSpec, ObjectSpec, ProgramSpec
 from . import btfload
+from .diagnose import diagnose
 from .kfuncs import vmlinux_btf
 from .maps import KernelMap
 from .programs import BPF_F_SLEEPABLE, PROG_LSM, PROG_TRACING, KernelProgram, load_program
@@ -68,6 +69,10 @@ def load_collection(spec: ObjectSpec, *, log_level: int = 0, log_size: int = 1 <
     if arena_placement not in ("start", "end", "auto"):
         raise ValueError(f"arena_placement must be 'start', 'end' or 'auto', "
                          f"not {arena_placement!r}")
+    if spec.arena is not None:
+        unavailable = diagnose()  # say why up front, rather than as whichever call fails first
+        if unavailable is not None:
+            raise unavailable.error()
     coll = Collection(backend="kernel", btf=spec.btf, spec=spec,
                       globals=GlobalVariables(spec.btf))
     pins = _Pins(os.fspath(pin_root))
