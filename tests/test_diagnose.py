@@ -62,7 +62,6 @@ def fake(monkeypatch, tmp_path):
         monkeypatch.setattr(dg, "_result", [])
         monkeypatch.setattr(feat, "_cache", {})
         monkeypatch.setattr(feat, "_reasons", {})
-        feat._probe_arena_map.cache_clear()
         btf_file = tmp_path / "vmlinux"
         if btf:
             btf_file.write_bytes(b"\x9f\xeb\x01\x00")
@@ -75,7 +74,6 @@ def fake(monkeypatch, tmp_path):
 
     yield install
     dg._result.clear()
-    feat._probe_arena_map.cache_clear()
 
 
 def _only(map_type: int, err: int) -> Callable[[int], int]:

@@ -88,7 +88,8 @@ def _errname(err: int | None) -> str:
     return errno.errorcode.get(err or 0, str(err))
 
 
-def _jit_setting() -> str | None:
+def jit_setting() -> str | None:
+    """net.core.bpf_jit_enable as text ("0" off, "1" on, "2" on with debug), None if unreadable."""
     try:
         with open(JIT_SYSCTL) as f:
             return f.read().strip()
@@ -154,7 +155,7 @@ def _eperm_on_create() -> Diagnosis:
 
 
 def _jit_refused(err: int) -> Diagnosis:
-    if _jit_setting() == "0":
+    if jit_setting() == "0":
         return Diagnosis(Cause.JIT_OFF, "the BPF JIT is off (net.core.bpf_jit_enable = 0), and "
                          "arena programs run only JIT-compiled", err)
     return Diagnosis(Cause.JIT_UNSUPPORTED, f"this kernel's BPF JIT for {os.uname().machine} "

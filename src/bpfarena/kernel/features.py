@@ -12,13 +12,12 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from functools import cache
 
 from .. import _sys
 from .._sys import mem
 from ..arena import layout
 from ..errors import BPFError, SyscallError
-from .diagnose import JIT_SYSCTL, _jit_setting, diagnose
+from .diagnose import JIT_SYSCTL, diagnose, jit_setting
 
 __all__ = ["features", "arenas_available", "why_unavailable", "probe"]
 
@@ -38,7 +37,6 @@ def _errtext(e: BaseException) -> str:
     return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
-@cache
 def _probe_arena_map() -> bool:
     """Can an arena map be created and mapped? (The diagnosis may fail later, for BTF or a JIT.)"""
     d = diagnose()
@@ -184,7 +182,7 @@ def _probe_globals_at_end() -> bool:
 
 
 def _jit_enabled() -> bool:
-    setting = _jit_setting()
+    setting = jit_setting()
     if setting is None:
         _reasons["jit_enabled"] = f"cannot read {JIT_SYSCTL}"
         return False
