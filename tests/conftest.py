@@ -22,10 +22,9 @@ REQUIRE_KERNEL = os.environ.get("BPFARENA_REQUIRE_KERNEL") == "1"
 
 BACKENDS = ["kernel", "vm"]
 
-# skip reasons a run may have, and how many tests skipped for each
+# the skip reasons this run allows, and how many tests skipped for each
 _ALLOWED_SKIPS: set[str] = set()
 _SKIPS: Counter[str] = Counter()
-_REFUSED_SKIPS: Counter[str] = Counter()
 
 
 def require_kernel() -> None:
@@ -76,7 +75,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if reason in _ALLOWED_SKIPS:
         _SKIPS[reason] += 1
         return
-    _REFUSED_SKIPS[reason] += 1
     report.outcome = "failed"
     report.longrepr = (f"this test skipped ({reason}); a test may skip only because the host "
                        "kernel cannot run arenas (tests/conftest.py)")
@@ -85,7 +83,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 def pytest_collectreport(report: pytest.CollectReport) -> None:
     if report.skipped:
         reason = _skip_reason(report)
-        _REFUSED_SKIPS[reason] += 1
         report.outcome = "failed"
         report.longrepr = f"a whole module skipped ({reason}); only kernel cases may skip"
 
@@ -97,7 +94,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     tr.section("kernel back end", sep="=", bold=True)
     for reason, n in _SKIPS.most_common():
         tr.write_line(f"{n} kernel case{'s' if n != 1 else ''} did not run: {reason}")
-    if any(r.startswith("kernel arenas are unavailable") for r in _SKIPS):
+    from bpfarena.kernel.diagnose import Diagnosis
+
+    if any(r.startswith(Diagnosis.PREFIX) for r in _SKIPS):
         tr.write_line("The kernel back end was not exercised on this host; the VM cases ran. "
                       "Kernel cases run where the host kernel allows arenas.")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["KernelBug", "NODE_ID_OOPS", "BUGS", "has_fix", "release_version"]
+__all__ = ["KernelBug", "NODE_ID_OOPS", "has_fix", "release_version"]
 
 
 def release_version(release: str) -> tuple[int, ...]:
@@ -66,9 +66,6 @@ NODE_ID_OOPS = KernelBug(
     # that review's numbering was corrected to 6.18.33 during the cycle
     fixed_stable={(7, 0): 10, (6, 18): 33, (6, 12): 91},
 )
-
-BUGS = (NODE_ID_OOPS,)
-
 
 def has_fix(bug: KernelBug, release: str | None = None) -> bool:
     """True where the running kernel (or `release`) is known to be safe from `bug`."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from .. import _sys
 from .._sys import mem
 from ..arena import layout
-from ..errors import ArenasUnavailableError, BPFError, SyscallError
+from ..errors import ArenasUnavailableError, BPFError, SyscallError, _errname
 from .bugs import release_version
 
 __all__ = ["Cause", "Diagnosis", "diagnose", "refresh", "HOST_CAUSES"]
@@ -82,10 +82,6 @@ class Diagnosis:
 
 def _release() -> str:
     return os.uname().release
-
-
-def _errname(err: int | None) -> str:
-    return errno.errorcode.get(err or 0, str(err))
 
 
 def jit_setting() -> str | None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from .. import _sys
 from .._sys import mem
 from ..arena import layout
-from ..errors import BPFError, SyscallError
+from ..errors import BPFError, SyscallError, _errname
 from .diagnose import JIT_SYSCTL, diagnose, jit_setting
 
 __all__ = ["features", "arenas_available", "why_unavailable", "probe"]
@@ -74,8 +74,7 @@ def _probe_flag(name: str, flag: int) -> bool:
         _create_arena(flag).close()
         return True
     except SyscallError as e:
-        _reasons[name] = (f"an arena with {name} was refused with "
-                          f"{errno.errorcode.get(e.errno or 0, e.errno)}")
+        _reasons[name] = f"an arena with {name} was refused with {_errname(e.errno)}"
         return False
 
 
